@@ -1,0 +1,310 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/cofferhq/coffer/internal/metadata"
+)
+
+const blobColumns = `domain, digest, size, object_key, created_at`
+
+func scanBlob(sc scanner) (metadata.Blob, error) {
+	var (
+		b       metadata.Blob
+		created int64
+	)
+	if err := sc.Scan(&b.Domain, &b.Digest, &b.Size, &b.ObjectKey, &created); err != nil {
+		return metadata.Blob{}, err
+	}
+	b.CreatedAt = fromMicros(created)
+	return b, nil
+}
+
+// GetBlob returns the committed blob (domain, digest), or ErrNotFound.
+func (s *Store) GetBlob(ctx context.Context, domain, digest string) (metadata.Blob, error) {
+	b, err := scanBlob(s.queryRow(ctx, qGetBlob, domain, digest))
+	if err != nil {
+		return metadata.Blob{}, fmt.Errorf("get blob %s/%s: %w", domain, digest, notFound(err))
+	}
+	return b, nil
+}
+
+// BlobLinked returns the blob a repository's link names (the blob of the
+// repository's domain), or ErrNotFound when the digest is not linked.
+func (s *Store) BlobLinked(ctx context.Context, repoID, digest string) (metadata.Blob, error) {
+	b, err := scanBlob(s.queryRow(ctx, qBlobLinked, repoID, digest))
+	if err != nil {
+		return metadata.Blob{}, fmt.Errorf("blob %s linked to %s: %w", digest, repoID, notFound(err))
+	}
+	return b, nil
+}
+
+// LinkBlob links an existing blob of the repository's domain to the
+// repository; linking twice is a no-op. ErrNotFound if the domain lacks the
+// blob, or if domain is not the repository's domain (a link always means
+// "this digest in my domain", so a foreign blob cannot be linked: the caller
+// must re-encrypt it with CommitBlob). ErrRepositoryUnknown if the
+// repository is gone.
+func (s *Store) LinkBlob(ctx context.Context, repoID, domain, digest string) (metadata.Blob, error) {
+	var b metadata.Blob
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		repoDom, err := repoDomain(ctx, tx, repoID)
+		if err != nil {
+			return err
+		}
+		if repoDom != domain {
+			return fmt.Errorf("%w: domain %q is not the repository's domain %q", metadata.ErrNotFound, domain, repoDom)
+		}
+		b, err = scanBlob(tx.QueryRowContext(ctx, qGetBlob, domain, digest))
+		if err != nil {
+			return notFound(err)
+		}
+		return link(ctx, tx, repoID, digest)
+	})
+	if err != nil {
+		return metadata.Blob{}, fmt.Errorf("link blob %s/%s to %s: %w", domain, digest, repoID, err)
+	}
+	return b, nil
+}
+
+func link(ctx context.Context, tx *sql.Tx, repoID, digest string) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO repo_blobs (repo_id, digest, linked_at)
+		VALUES (?, ?, ?) ON CONFLICT (repo_id, digest) DO NOTHING`,
+		repoID, digest, nowMicros())
+	return err
+}
+
+// UnlinkBlob removes a repository's link; ErrNotFound if not linked. It
+// does not look at manifests: like the OCI blob DELETE it is the caller's
+// decision, and the blob row stays for GC.
+func (s *Store) UnlinkBlob(ctx context.Context, repoID, digest string) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM repo_blobs WHERE repo_id = ? AND digest = ?`, repoID, digest)
+		if err != nil {
+			return err
+		}
+		return mustAffect(res)
+	})
+	if err != nil {
+		return fmt.Errorf("unlink blob %s from %s: %w", digest, repoID, err)
+	}
+	return nil
+}
+
+// CommitUpload deletes the session, stores b unless its (domain, digest)
+// exists, and links the digest to the session's repository, in one
+// transaction. b.Domain must be the session's domain.
+func (s *Store) CommitUpload(ctx context.Context, uploadID string, b metadata.Blob) (metadata.Blob, bool, error) {
+	var (
+		stored   metadata.Blob
+		inserted bool
+	)
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var repoID, domain string
+		err := tx.QueryRowContext(ctx, `SELECT repo_id, domain FROM uploads WHERE id = ?`, uploadID).
+			Scan(&repoID, &domain)
+		if err != nil {
+			return notFound(err)
+		}
+		if b.Domain != domain {
+			return fmt.Errorf("blob domain %q is not the upload's domain %q", b.Domain, domain)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM uploads WHERE id = ?`, uploadID); err != nil {
+			return err
+		}
+		stored, inserted, err = commitBlob(ctx, tx, repoID, b)
+		return err
+	})
+	if err != nil {
+		return metadata.Blob{}, false, fmt.Errorf("commit upload %s as %s: %w", uploadID, b.Digest, err)
+	}
+	return stored, inserted, nil
+}
+
+// CommitBlob stores b unless its (domain, digest) exists and links it to
+// the repository; b.Domain must be the repository's domain.
+// ErrRepositoryUnknown if the repository is gone.
+func (s *Store) CommitBlob(ctx context.Context, repoID string, b metadata.Blob) (metadata.Blob, bool, error) {
+	var (
+		stored   metadata.Blob
+		inserted bool
+	)
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		domain, err := repoDomain(ctx, tx, repoID)
+		if err != nil {
+			return err
+		}
+		if b.Domain != domain {
+			return fmt.Errorf("blob domain %q is not the repository's domain %q", b.Domain, domain)
+		}
+		stored, inserted, err = commitBlob(ctx, tx, repoID, b)
+		return err
+	})
+	if err != nil {
+		return metadata.Blob{}, false, fmt.Errorf("commit blob %s to %s: %w", b.Digest, repoID, err)
+	}
+	return stored, inserted, nil
+}
+
+func commitBlob(ctx context.Context, tx *sql.Tx, repoID string, b metadata.Blob) (metadata.Blob, bool, error) {
+	if b.Digest == "" || b.ObjectKey == "" {
+		return metadata.Blob{}, false, errors.New("blob digest and object key are required")
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO blobs (`+blobColumns+`) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (domain, digest) DO NOTHING`,
+		b.Domain, b.Digest, b.Size, b.ObjectKey, micros(b.CreatedAt))
+	if err != nil {
+		return metadata.Blob{}, false, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return metadata.Blob{}, false, err
+	}
+	stored, err := scanBlob(tx.QueryRowContext(ctx, qGetBlob, b.Domain, b.Digest))
+	if err != nil {
+		return metadata.Blob{}, false, err
+	}
+	if err := link(ctx, tx, repoID, b.Digest); err != nil {
+		return metadata.Blob{}, false, err
+	}
+	return stored, n == 1, nil
+}
+
+const uploadColumns = `id, repo_id, domain, size, parts, hash_state, started_at, updated_at`
+
+func scanUpload(sc scanner) (metadata.Upload, error) {
+	var (
+		u                metadata.Upload
+		parts            string
+		started, updated int64
+	)
+	if err := sc.Scan(&u.ID, &u.RepoID, &u.Domain, &u.Size, &parts, &u.HashState, &started, &updated); err != nil {
+		return metadata.Upload{}, err
+	}
+	if err := json.Unmarshal([]byte(parts), &u.Parts); err != nil {
+		return metadata.Upload{}, fmt.Errorf("decode parts: %w", err)
+	}
+	if len(u.Parts) == 0 {
+		u.Parts = nil
+	}
+	u.StartedAt = fromMicros(started)
+	u.UpdatedAt = fromMicros(updated)
+	return u, nil
+}
+
+func jsonParts(parts []metadata.Part) (string, error) {
+	if len(parts) == 0 {
+		return "[]", nil
+	}
+	b, err := json.Marshal(parts)
+	if err != nil {
+		return "", fmt.Errorf("encode parts: %w", err)
+	}
+	return string(b), nil
+}
+
+// CreateUpload inserts a new session. ErrExists if the ID is taken,
+// ErrRepositoryUnknown if the repository is gone; u.Domain must be the
+// repository's domain.
+func (s *Store) CreateUpload(ctx context.Context, u metadata.Upload) error {
+	if u.ID == "" {
+		return errors.New("create upload: ID is required")
+	}
+	parts, err := jsonParts(u.Parts)
+	if err != nil {
+		return fmt.Errorf("create upload %s: %w", u.ID, err)
+	}
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		domain, err := repoDomain(ctx, tx, u.RepoID)
+		if err != nil {
+			return err
+		}
+		if u.Domain != domain {
+			return fmt.Errorf("upload domain %q is not the repository's domain %q", u.Domain, domain)
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO uploads (`+uploadColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			u.ID, u.RepoID, u.Domain, u.Size, parts, u.HashState, micros(u.StartedAt), micros(u.UpdatedAt))
+		if isUnique(err) {
+			return metadata.ErrExists
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("create upload %s: %w", u.ID, err)
+	}
+	return nil
+}
+
+// GetUpload returns a session or ErrNotFound.
+func (s *Store) GetUpload(ctx context.Context, id string) (metadata.Upload, error) {
+	u, err := scanUpload(s.queryRow(ctx, qGetUpload, id))
+	if err != nil {
+		return metadata.Upload{}, fmt.Errorf("get upload %s: %w", id, notFound(err))
+	}
+	return u, nil
+}
+
+// UpdateUpload replaces Size, Parts, HashState and UpdatedAt if the stored
+// Size is expectedSize (compare-and-set); ErrConflict otherwise, ErrNotFound
+// if the session is gone.
+func (s *Store) UpdateUpload(ctx context.Context, u metadata.Upload, expectedSize int64) error {
+	parts, err := jsonParts(u.Parts)
+	if err != nil {
+		return fmt.Errorf("update upload %s: %w", u.ID, err)
+	}
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE uploads SET size = ?, parts = ?, hash_state = ?, updated_at = ?
+			WHERE id = ? AND size = ?`,
+			u.Size, parts, u.HashState, micros(u.UpdatedAt), u.ID, expectedSize)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 1 {
+			return err
+		}
+		var size int64
+		err = tx.QueryRowContext(ctx, `SELECT size FROM uploads WHERE id = ?`, u.ID).Scan(&size)
+		if err != nil {
+			return notFound(err)
+		}
+		return fmt.Errorf("%w: size is %d, expected %d", metadata.ErrConflict, size, expectedSize)
+	})
+	if err != nil {
+		return fmt.Errorf("update upload %s: %w", u.ID, err)
+	}
+	return nil
+}
+
+// DeleteUpload removes a session and returns it; ErrNotFound if absent.
+func (s *Store) DeleteUpload(ctx context.Context, id string) (metadata.Upload, error) {
+	var u metadata.Upload
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var err error
+		u, err = scanUpload(tx.QueryRowContext(ctx, qGetUpload, id))
+		if err != nil {
+			return notFound(err)
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM uploads WHERE id = ?`, id)
+		return err
+	})
+	if err != nil {
+		return metadata.Upload{}, fmt.Errorf("delete upload %s: %w", id, err)
+	}
+	return u, nil
+}
+
+// mustAffect returns ErrNotFound unless the statement changed a row.
+func mustAffect(res sql.Result) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return metadata.ErrNotFound
+	}
+	return nil
+}

@@ -1,0 +1,209 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/cofferhq/coffer/internal/metadata"
+)
+
+// GetSetting returns a registry-wide setting or ErrNotFound.
+func (s *Store) GetSetting(ctx context.Context, key string) (string, error) {
+	var v string
+	err := s.queryRow(ctx, qGetSetting, key).Scan(&v)
+	if err != nil {
+		return "", fmt.Errorf("get setting %q: %w", key, notFound(err))
+	}
+	return v, nil
+}
+
+// PutSettingIfAbsent stores value under key unless it exists and returns the
+// value stored.
+func (s *Store) PutSettingIfAbsent(ctx context.Context, key, value string) (string, error) {
+	var stored string
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx,
+			`INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING`,
+			key, value); err != nil {
+			return err
+		}
+		return tx.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = ?`, key).Scan(&stored)
+	})
+	if err != nil {
+		return "", fmt.Errorf("put setting %q: %w", key, err)
+	}
+	return stored, nil
+}
+
+const repoColumns = `id, name, domain, encryption_type, kms_key, tag_mutability,
+	tag_exclusions, scan_on_push, created_at`
+
+func scanRepository(sc scanner) (metadata.Repository, error) {
+	var (
+		r          metadata.Repository
+		exclusions string
+		created    int64
+	)
+	if err := sc.Scan(&r.ID, &r.Name, &r.Domain, &r.EncryptionType, &r.KMSKey,
+		&r.TagMutability, &exclusions, &r.ScanOnPush, &created); err != nil {
+		return metadata.Repository{}, err
+	}
+	ex, err := parseStrings(exclusions)
+	if err != nil {
+		return metadata.Repository{}, fmt.Errorf("repository %s: %w", r.Name, err)
+	}
+	r.TagMutabilityExclusions = ex
+	r.CreatedAt = fromMicros(created)
+	return r, nil
+}
+
+// CreateRepository inserts a repository; ErrExists if the name (or the ID)
+// is taken.
+func (s *Store) CreateRepository(ctx context.Context, r metadata.Repository) error {
+	if r.ID == "" || r.Name == "" || r.Domain == "" {
+		return fmt.Errorf("create repository %q: ID, Name and Domain are required", r.Name)
+	}
+	ex, err := jsonStrings(r.TagMutabilityExclusions)
+	if err != nil {
+		return fmt.Errorf("create repository %q: %w", r.Name, err)
+	}
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO repositories (`+repoColumns+`)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			r.ID, r.Name, r.Domain, r.EncryptionType, r.KMSKey, r.TagMutability,
+			ex, r.ScanOnPush, micros(r.CreatedAt))
+		return err
+	})
+	if isUnique(err) {
+		return fmt.Errorf("create repository %q: %w", r.Name, metadata.ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("create repository %q: %w", r.Name, err)
+	}
+	return nil
+}
+
+// GetRepository returns a repository by name, or ErrNotFound.
+func (s *Store) GetRepository(ctx context.Context, name string) (metadata.Repository, error) {
+	r, err := scanRepository(s.queryRow(ctx, qGetRepository, name))
+	if err != nil {
+		return metadata.Repository{}, fmt.Errorf("get repository %q: %w", name, notFound(err))
+	}
+	return r, nil
+}
+
+// ListRepositories returns up to limit repositories named after `after`, in
+// byte-wise name order; limit <= 0 means no limit.
+func (s *Store) ListRepositories(ctx context.Context, after string, limit int) ([]metadata.Repository, error) {
+	rows, err := s.query(ctx, qListRepositories, after, sqlLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("list repositories after %q: %w", after, err)
+	}
+	defer rows.Close()
+	var out []metadata.Repository
+	for rows.Next() {
+		r, err := scanRepository(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list repositories after %q: %w", after, err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list repositories after %q: %w", after, err)
+	}
+	return out, nil
+}
+
+// DeleteRepository removes the repository and everything that belongs to
+// it, and returns the storage keys no row references any more: its
+// manifests' objects, its uploads' parts and, when the repository owns its
+// encryption domain (Domain == ID, a KMS repository), the objects of every
+// blob in that domain. Blobs of a shared domain stay; GC collects them once
+// no repository links them.
+func (s *Store) DeleteRepository(ctx context.Context, name string) ([]string, error) {
+	var orphans []string
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var id, domain string
+		err := tx.QueryRowContext(ctx, `SELECT id, domain FROM repositories WHERE name = ?`, name).
+			Scan(&id, &domain)
+		if err != nil {
+			return notFound(err)
+		}
+		keys, err := queryStrings(ctx, tx, `SELECT object_key FROM manifests WHERE repo_id = ?`, id)
+		if err != nil {
+			return fmt.Errorf("collect manifests: %w", err)
+		}
+		orphans = append(orphans, keys...)
+
+		partLists, err := queryStrings(ctx, tx, `SELECT parts FROM uploads WHERE repo_id = ?`, id)
+		if err != nil {
+			return fmt.Errorf("collect uploads: %w", err)
+		}
+		for _, pl := range partLists {
+			var parts []metadata.Part
+			if err := json.Unmarshal([]byte(pl), &parts); err != nil {
+				return fmt.Errorf("collect uploads: decode parts: %w", err)
+			}
+			for _, p := range parts {
+				orphans = append(orphans, p.ObjectKey)
+			}
+		}
+
+		if domain == id {
+			keys, err := queryStrings(ctx, tx, `SELECT object_key FROM blobs WHERE domain = ?`, domain)
+			if err != nil {
+				return fmt.Errorf("collect blobs: %w", err)
+			}
+			orphans = append(orphans, keys...)
+			if _, err := tx.ExecContext(ctx, `DELETE FROM blobs WHERE domain = ?`, domain); err != nil {
+				return fmt.Errorf("delete blobs: %w", err)
+			}
+		}
+		// Links, uploads, manifests, their refs and tags go by cascade.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM repositories WHERE id = ?`, id); err != nil {
+			return fmt.Errorf("delete: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("delete repository %q: %w", name, err)
+	}
+	slices.Sort(orphans)
+	return slices.Compact(orphans), nil
+}
+
+// queryStrings returns the single string column of a query's rows.
+func queryStrings(ctx context.Context, tx *sql.Tx, q string, args ...any) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// repoDomain returns the domain of a repository inside a write transaction,
+// or ErrRepositoryUnknown.
+func repoDomain(ctx context.Context, tx *sql.Tx, repoID string) (string, error) {
+	var domain string
+	err := tx.QueryRowContext(ctx, `SELECT domain FROM repositories WHERE id = ?`, repoID).Scan(&domain)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("%w: %s", metadata.ErrRepositoryUnknown, repoID)
+	}
+	if err != nil {
+		return "", fmt.Errorf("read repository %s: %w", repoID, err)
+	}
+	return domain, nil
+}
