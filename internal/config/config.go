@@ -1,0 +1,151 @@
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is Coffer's whole configuration. Build it with Load (or Defaults
+// for tests) and check it with Validate; a Config is a plain value and is
+// safe to copy.
+//
+// Config redacts RootKey wherever it formats itself: String, every fmt verb
+// (Config implements fmt.Formatter), slog (LogValue) and encoding/json.
+// Printing the RootKey field on its own is the caller's mistake to avoid.
+type Config struct {
+	// Listen is the registry's host:port. The host is an IP literal or
+	// "localhost".
+	Listen string
+	// DataDir holds everything Coffer keeps on disk. A relative path is
+	// relative to the working directory, not to the config file.
+	DataDir string
+	// Region is the AWS-style region Coffer reports in ARNs and hosts.
+	Region string
+	// AccountID is the 12-digit account ID. Empty means the server
+	// generates one on first start and keeps it in DataDir.
+	AccountID string
+	// CreateOnPush creates a repository when an image is pushed to a name
+	// that does not exist yet.
+	CreateOnPush bool
+	// InsecureAllowAnonymous accepts unauthenticated requests, which is
+	// what allows a non-loopback Listen today.
+	InsecureAllowAnonymous bool
+	// RootKeyFile is the root key's file. Empty means <DataDir>/root.key;
+	// use RootKeyPath rather than reading this field.
+	RootKeyFile string
+	// RootKey is the root key itself: standard base64 (with padding) of
+	// 32 bytes, surrounding whitespace ignored, as crypto/rootkey's
+	// FromBase64 reads it. It comes only from the environment
+	// (COFFER_ROOT_KEY) and excludes RootKeyFile. It is secret: never log
+	// or print it.
+	RootKey string `json:"-"`
+	// LogLevel is one of debug, info, warn, error.
+	LogLevel string
+	// LogFormat is json or text.
+	LogFormat string
+	// Pprof is the host:port of the net/http/pprof listener, on a
+	// loopback IP only; empty turns it off.
+	Pprof string
+	// ShutdownTimeout bounds the graceful shutdown after a signal.
+	ShutdownTimeout time.Duration
+	// File is the config file Load read, empty if none. It is informative
+	// (for logs and error messages) and is not itself a setting.
+	File string
+
+	// origin records where each setting's value came from, for error
+	// messages. The zero value means "default".
+	origin [numSettings]origin
+}
+
+// Defaults returns the configuration used when nothing else is set.
+func Defaults() Config {
+	return Config{
+		Listen:          "127.0.0.1:5000",
+		DataDir:         "./coffer-data",
+		Region:          "us-east-1",
+		LogLevel:        "info",
+		LogFormat:       "json",
+		ShutdownTimeout: 30 * time.Second,
+	}
+}
+
+// RootKeyPath returns the file that holds the root key: RootKeyFile if set,
+// otherwise root.key in DataDir. It is meaningless when RootKey is set.
+func (c Config) RootKeyPath() string {
+	if c.RootKeyFile != "" {
+		return c.RootKeyFile
+	}
+	return filepath.Join(c.DataDir, "root.key")
+}
+
+// summary lists the configuration as log attributes. It is the one place
+// that decides what is safe to show: the root key appears only as "env".
+func (c Config) summary() []slog.Attr {
+	attrs := []slog.Attr{
+		slog.String("listen", c.Listen),
+		slog.String("data", c.DataDir),
+		slog.String("region", c.Region),
+		slog.String("account_id", orNote(c.AccountID, "<generated>")),
+		slog.Bool("create_on_push", c.CreateOnPush),
+		slog.Bool("insecure_allow_anonymous", c.InsecureAllowAnonymous),
+	}
+	if c.RootKey != "" {
+		attrs = append(attrs, slog.String("root_key", "<env>"))
+	} else {
+		attrs = append(attrs, slog.String("root_key_file", c.RootKeyPath()))
+	}
+	return append(attrs,
+		slog.String("log_level", c.LogLevel),
+		slog.String("log_format", c.LogFormat),
+		slog.String("pprof", orNote(c.Pprof, "<off>")),
+		slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
+		slog.String("config_file", orNote(c.File, "<none>")),
+	)
+}
+
+func orNote(s, note string) string {
+	if s == "" {
+		return note
+	}
+	return s
+}
+
+// String returns a one-line summary for logs and diagnostics, as
+// space-separated key=value pairs. It never contains RootKey.
+func (c Config) String() string {
+	var b strings.Builder
+	for i, a := range c.summary() {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		v := a.Value.String()
+		if v == "" || strings.ContainsAny(v, " \t\n\"=") {
+			v = strconv.Quote(v)
+		}
+		b.WriteString(a.Key)
+		b.WriteByte('=')
+		b.WriteString(v)
+	}
+	return b.String()
+}
+
+// Format makes every fmt verb, including %#v and %+v, print String, so
+// formatting a Config never reveals RootKey.
+func (c Config) Format(f fmt.State, verb rune) {
+	s := c.String()
+	if verb == 'q' {
+		s = strconv.Quote(s)
+	}
+	_, _ = fmt.Fprint(f, s)
+}
+
+// LogValue implements slog.LogValuer: a Config logs as a group of the
+// fields String shows. Without it slog's JSON handler would marshal the
+// struct field by field.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(c.summary()...)
+}

@@ -1,0 +1,284 @@
+package config
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	d := Defaults()
+	if err := d.Validate(); err != nil {
+		t.Fatalf("Defaults().Validate() = %v", err)
+	}
+	want := Config{
+		Listen:          "127.0.0.1:5000",
+		DataDir:         "./coffer-data",
+		Region:          "us-east-1",
+		LogLevel:        "info",
+		LogFormat:       "json",
+		ShutdownTimeout: 30 * time.Second,
+	}
+	if d != want {
+		t.Errorf("Defaults() = %#v", d)
+	}
+}
+
+func TestValidateRules(t *testing.T) {
+	t.Parallel()
+	key32 := base64.StdEncoding.EncodeToString(make([]byte, 32))
+	tests := []struct {
+		name    string
+		edit    func(*Config)
+		wantErr string // "" for valid
+	}{
+		{"listen localhost", func(c *Config) { c.Listen = "localhost:5000" }, ""},
+		{"listen IPv6 loopback", func(c *Config) { c.Listen = "[::1]:5000" }, ""},
+		{"listen port 0", func(c *Config) { c.Listen = "127.0.0.1:0" }, ""},
+		{"listen other loopback", func(c *Config) { c.Listen = "127.1.2.3:5000" }, ""},
+		{"listen no port", func(c *Config) { c.Listen = "127.0.0.1" }, `"127.0.0.1" is not host:port`},
+		{"listen named port", func(c *Config) { c.Listen = "127.0.0.1:http" }, `port "http" is not a number`},
+		{"listen port too big", func(c *Config) { c.Listen = "127.0.0.1:65536" }, `port "65536" is not a number`},
+		{"listen hostname", func(c *Config) { c.Listen = "coffer.internal:5000" }, `host "coffer.internal" is not an IP address or localhost`},
+		{"listen empty host", func(c *Config) { c.Listen = ":5000" }, `":5000" has no host`},
+		{"listen all interfaces", func(c *Config) { c.Listen = "0.0.0.0:5000" },
+			"listen (default): refusing to listen on a non-loopback address without authentication; pass --insecure-allow-anonymous to accept anonymous access from the network"},
+		{"listen LAN address", func(c *Config) { c.Listen = "192.168.1.10:5000" }, "refusing to listen on a non-loopback address"},
+		{"listen IPv6 any", func(c *Config) { c.Listen = "[::]:5000" }, "refusing to listen on a non-loopback address"},
+		{"listen all interfaces, anonymous accepted", func(c *Config) { c.Listen = "0.0.0.0:5000"; c.InsecureAllowAnonymous = true }, ""},
+		{"data empty", func(c *Config) { c.DataDir = "" }, "data (default): must not be empty"},
+		{"region GovCloud", func(c *Config) { c.Region = "us-gov-west-1" }, ""},
+		{"region ISO", func(c *Config) { c.Region = "us-isob-east-1" }, ""},
+		{"region China", func(c *Config) { c.Region = "cn-north-1" }, ""},
+		{"region upper case", func(c *Config) { c.Region = "US-EAST-1" }, `"US-EAST-1" is not a region name`},
+		{"region no number", func(c *Config) { c.Region = "us-east" }, "is not a region name"},
+		{"region empty", func(c *Config) { c.Region = "" }, "is not a region name"},
+		{"account ID", func(c *Config) { c.AccountID = "123456789012" }, ""},
+		{"account ID short", func(c *Config) { c.AccountID = "12345678901" }, "is not a 12-digit account ID"},
+		{"account ID letters", func(c *Config) { c.AccountID = "12345678901a" }, "is not a 12-digit account ID"},
+		{"root key", func(c *Config) { c.RootKey = key32 }, ""},
+		{"root key short", func(c *Config) { c.RootKey = base64.StdEncoding.EncodeToString(make([]byte, 16)) }, "decodes to 16 bytes; want 32"},
+		{"root key with a trailing newline", func(c *Config) { c.RootKey = key32 + "\n" }, ""},
+		{"root key split over lines", func(c *Config) { c.RootKey = key32[:20] + "\n" + key32[20:] }, "is not valid standard base64"},
+		{"root key non-canonical padding bits", func(c *Config) { c.RootKey = key32[:42] + "B=" }, "is not valid standard base64"},
+		{"root key unpadded", func(c *Config) { c.RootKey = strings.TrimRight(key32, "=") }, "is not valid standard base64"},
+		{"root key and root key file", func(c *Config) { c.RootKey = key32; c.RootKeyFile = "/k" }, "cannot be used together with root_key_file (default)"},
+		{"log level", func(c *Config) { c.LogLevel = "debug" }, ""},
+		{"log level upper case", func(c *Config) { c.LogLevel = "INFO" }, `"INFO" is not a log level`},
+		{"log format text", func(c *Config) { c.LogFormat = "text" }, ""},
+		{"log format logfmt", func(c *Config) { c.LogFormat = "logfmt" }, `"logfmt" is not a log format`},
+		{"pprof", func(c *Config) { c.Pprof = "127.0.0.1:6060" }, ""},
+		{"pprof IPv6", func(c *Config) { c.Pprof = "[::1]:6060" }, ""},
+		{"pprof localhost", func(c *Config) { c.Pprof = "localhost:6060" }, "must be on a loopback IP"},
+		{"pprof all interfaces", func(c *Config) { c.Pprof = "0.0.0.0:6060" }, "must be on a loopback IP"},
+		{"pprof anonymous does not help", func(c *Config) { c.Pprof = "10.0.0.1:6060"; c.InsecureAllowAnonymous = true }, "must be on a loopback IP"},
+		{"pprof no port", func(c *Config) { c.Pprof = "127.0.0.1" }, "is not host:port"},
+		{"shutdown zero", func(c *Config) { c.ShutdownTimeout = 0 }, "shutdown_timeout (default): 0s must be greater than zero"},
+		{"shutdown negative", func(c *Config) { c.ShutdownTimeout = -time.Second }, "-1s must be greater than zero"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := Defaults()
+			tc.edit(&c)
+			err := c.Validate()
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Errorf("Validate() = %v; want nil", err)
+			case tc.wantErr != "" && err == nil:
+				t.Errorf("Validate() = nil; want an error containing %q", tc.wantErr)
+			case tc.wantErr != "" && !strings.Contains(err.Error(), tc.wantErr):
+				t.Errorf("Validate() = %v; want an error containing %q", err, tc.wantErr)
+			}
+			if tc.wantErr != "" && len(problems(err)) != 1 {
+				t.Errorf("Validate() reported %d problems; want 1: %v", len(problems(err)), err)
+			}
+		})
+	}
+}
+
+func TestRootKeyPath(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, data, file, want string
+	}{
+		{"default", "./coffer-data", "", "coffer-data/root.key"},
+		{"data dir", "/srv/coffer", "", "/srv/coffer/root.key"},
+		{"explicit file", "/srv/coffer", "/etc/coffer/root.key", "/etc/coffer/root.key"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := Config{DataDir: tc.data, RootKeyFile: tc.file}
+			if got := c.RootKeyPath(); got != tc.want {
+				t.Errorf("RootKeyPath() = %q; want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestString(t *testing.T) {
+	t.Parallel()
+	want := "listen=127.0.0.1:5000 data=./coffer-data region=us-east-1 account_id=<generated> " +
+		"create_on_push=false insecure_allow_anonymous=false root_key_file=coffer-data/root.key " +
+		"log_level=info log_format=json pprof=<off> shutdown_timeout=30s config_file=<none>"
+	if got := Defaults().String(); got != want {
+		t.Errorf("String() =\n%s\nwant\n%s", got, want)
+	}
+	c := Defaults()
+	c.DataDir = "/my data"
+	if got := c.String(); !strings.Contains(got, `data="/my data"`) {
+		t.Errorf("String() = %s; want the data dir quoted", got)
+	}
+}
+
+// The secret is recognisable in every form it might leak in: its base64
+// text and the 32 bytes it decodes to.
+var (
+	secretBytes = []byte("TOPSECRET-root-key-0123456789abc")
+	secret      = base64.StdEncoding.EncodeToString(secretBytes)
+	// secretText is a recognisable value that is not valid base64.
+	secretText = "TOPSECRET-not-base64-do-not-print"
+)
+
+func assertNoSecret(t *testing.T, what, s string) {
+	t.Helper()
+	for _, x := range []string{secret, string(secretBytes), secretText, "TOPSECRET"} {
+		if strings.Contains(s, x) {
+			t.Errorf("%s contains the secret %q:\n%s", what, x, s)
+		}
+	}
+}
+
+func TestSecretNeverInErrors(t *testing.T) {
+	t.Parallel()
+	if len(secretBytes) != 32 {
+		t.Fatalf("test secret is %d bytes", len(secretBytes))
+	}
+	tests := []struct {
+		name    string
+		file    string
+		env     map[string]string
+		args    []string
+		wantErr string
+	}{
+		{
+			name:    "invalid base64",
+			env:     map[string]string{"COFFER_ROOT_KEY": secretText},
+			wantErr: "root_key (env COFFER_ROOT_KEY): is not valid standard base64",
+		},
+		{
+			name:    "wrong length",
+			env:     map[string]string{"COFFER_ROOT_KEY": base64.StdEncoding.EncodeToString([]byte("TOPSECRET-short"))},
+			wantErr: "decodes to 15 bytes",
+		},
+		{
+			name:    "together with a root key file",
+			env:     map[string]string{"COFFER_ROOT_KEY": secret},
+			args:    []string{"--root-key-file", "/etc/coffer/root.key"},
+			wantErr: "cannot be used together with root_key_file (flag --root-key-file)",
+		},
+		{
+			name:    "in the file",
+			file:    "version: 1\nroot_key: " + secret + "\n",
+			args:    []string{"--config", "$FILE"},
+			wantErr: "root_key (file ",
+		},
+		{
+			name:    "in the file as a mapping",
+			file:    "version: 1\nroot_key:\n  value: " + secretText + "\n",
+			args:    []string{"--config", "$FILE"},
+			wantErr: "secrets are not read from the config file",
+		},
+		{
+			name:    "in the file with a syntax error after it",
+			file:    "version: 1\nroot_key: " + secretText + "\nlisten: [\n",
+			args:    []string{"--config", "$FILE"},
+			wantErr: "config (file ",
+		},
+		{
+			name:    "the whole file",
+			file:    secretText + "\n",
+			args:    []string{"--config", "$FILE"},
+			wantErr: "the top level must be a mapping",
+		},
+		{
+			name:    "in the file twice",
+			file:    "version: 1\nroot_key: " + secretText + "\nroot_key: " + secret + "\n",
+			args:    []string{"--config", "$FILE"},
+			wantErr: "root_key (file ",
+		},
+		{
+			name: "among many other problems",
+			file: "version: 1\nroot_key: " + secretText + "\nregion: Mars\nunknown: 1\n",
+			env: map[string]string{
+				"COFFER_ROOT_KEY":      secretText,
+				"COFFER_ROOT_KEY_FILE": "/k",
+				"COFFER_LISTEN":        "0.0.0.0:5000",
+				"COFFER_LOG_LEVEL":     "loud",
+			},
+			args:    []string{"--config", "$FILE", "--shutdown-timeout", "never"},
+			wantErr: "root_key (env COFFER_ROOT_KEY)",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := load(t, tc.file, tc.env, tc.args...)
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error = %v; want one containing %q", err, tc.wantErr)
+			}
+			assertNoSecret(t, "error", err.Error())
+			assertNoSecret(t, "error %+v", fmt.Sprintf("%+v", err))
+			assertNoSecret(t, "Config", cfg.String())
+		})
+	}
+}
+
+func TestSecretNeverFormatted(t *testing.T) {
+	t.Parallel()
+	cfg, err := load(t, "", map[string]string{"COFFER_ROOT_KEY": secret})
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if cfg.RootKey != secret {
+		t.Fatal("RootKey was not loaded")
+	}
+	if s := cfg.String(); !strings.Contains(s, "root_key=<env>") {
+		t.Errorf("String() = %s; want it to say the key came from the environment", s)
+	}
+
+	forms := map[string]string{"String": cfg.String()}
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%d", "%x"} {
+		forms["Sprintf "+verb] = fmt.Sprintf(verb, cfg)
+		forms["Sprintf "+verb+" pointer"] = fmt.Sprintf(verb, &cfg)
+		forms["Sprintf "+verb+" in a slice"] = fmt.Sprintf(verb, []Config{cfg})
+	}
+	for name, h := range map[string]func(*bytes.Buffer) slog.Handler{
+		"json": func(b *bytes.Buffer) slog.Handler { return slog.NewJSONHandler(b, nil) },
+		"text": func(b *bytes.Buffer) slog.Handler { return slog.NewTextHandler(b, nil) },
+	} {
+		var b bytes.Buffer
+		log := slog.New(h(&b))
+		log.Info("config", "config", cfg, "pointer", &cfg)
+		forms["slog "+name] = b.String()
+		if !strings.Contains(b.String(), "us-east-1") {
+			t.Errorf("slog %s output lacks the settings: %s", name, b.String())
+		}
+	}
+	j, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forms["json.Marshal"] = string(j)
+
+	for name, s := range forms {
+		assertNoSecret(t, name, s)
+	}
+}

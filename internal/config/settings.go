@@ -1,0 +1,262 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// settingID indexes settings and Config.origin.
+type settingID int
+
+const (
+	sListen settingID = iota
+	sData
+	sRegion
+	sAccountID
+	sCreateOnPush
+	sInsecureAllowAnonymous
+	sRootKeyFile
+	sRootKey
+	sLogLevel
+	sLogFormat
+	sPprof
+	sShutdownTimeout
+	numSettings
+)
+
+// setting describes one configuration setting: its names in each source
+// and the Config field it sets. This table is the single source of truth
+// for the YAML keys, environment variables, flags and help text.
+type setting struct {
+	key   string // YAML key, and the setting's name in messages
+	env   string // environment variable
+	flag  string // flag name without dashes; "" if it has no flag
+	arg   string // placeholder for the value in help text; "" for booleans
+	usage string
+	// def is the default for help text when Defaults' value alone would
+	// mislead (empty values with a meaning).
+	def string
+	// secret settings are refused in the file and never shown.
+	secret bool
+	// field returns a pointer to the Config field: *string, *bool or
+	// *time.Duration.
+	field func(*Config) any
+}
+
+var settings = [numSettings]setting{
+	sListen: {
+		key: "listen", env: "COFFER_LISTEN", flag: "listen", arg: "ADDR",
+		usage: "address to listen on, host:port; host is an IP or localhost",
+		field: func(c *Config) any { return &c.Listen },
+	},
+	sData: {
+		key: "data", env: "COFFER_DATA", flag: "data", arg: "DIR",
+		usage: "data directory",
+		field: func(c *Config) any { return &c.DataDir },
+	},
+	sRegion: {
+		key: "region", env: "COFFER_REGION", flag: "region", arg: "REGION",
+		usage: "AWS region name reported in ARNs and hosts",
+		field: func(c *Config) any { return &c.Region },
+	},
+	sAccountID: {
+		key: "account_id", env: "COFFER_ACCOUNT_ID", flag: "account-id", arg: "ID",
+		usage: "12-digit account ID",
+		def:   "generated once, kept in the data directory",
+		field: func(c *Config) any { return &c.AccountID },
+	},
+	sCreateOnPush: {
+		key: "create_on_push", env: "COFFER_CREATE_ON_PUSH", flag: "create-on-push",
+		usage: "create a repository on the first push to it",
+		field: func(c *Config) any { return &c.CreateOnPush },
+	},
+	sInsecureAllowAnonymous: {
+		key: "insecure_allow_anonymous", env: "COFFER_INSECURE_ALLOW_ANONYMOUS", flag: "insecure-allow-anonymous",
+		usage: "accept anonymous requests, also from the network",
+		field: func(c *Config) any { return &c.InsecureAllowAnonymous },
+	},
+	sRootKeyFile: {
+		key: "root_key_file", env: "COFFER_ROOT_KEY_FILE", flag: "root-key-file", arg: "FILE",
+		usage: "root key file",
+		def:   "<data>/root.key",
+		field: func(c *Config) any { return &c.RootKeyFile },
+	},
+	sRootKey: {
+		key: "root_key", env: "COFFER_ROOT_KEY", secret: true,
+		usage: "root key, base64 of 32 bytes; not together with root_key_file",
+		field: func(c *Config) any { return &c.RootKey },
+	},
+	sLogLevel: {
+		key: "log_level", env: "COFFER_LOG_LEVEL", flag: "log-level", arg: "LEVEL",
+		usage: "debug, info, warn or error",
+		field: func(c *Config) any { return &c.LogLevel },
+	},
+	sLogFormat: {
+		key: "log_format", env: "COFFER_LOG_FORMAT", flag: "log-format", arg: "FORMAT",
+		usage: "json or text",
+		field: func(c *Config) any { return &c.LogFormat },
+	},
+	sPprof: {
+		key: "pprof", env: "COFFER_PPROF", flag: "pprof", arg: "ADDR",
+		usage: "serve net/http/pprof on this loopback host:port",
+		def:   "off",
+		field: func(c *Config) any { return &c.Pprof },
+	},
+	sShutdownTimeout: {
+		key: "shutdown_timeout", env: "COFFER_SHUTDOWN_TIMEOUT", flag: "shutdown-timeout", arg: "DURATION",
+		usage: "how long a graceful shutdown may take",
+		field: func(c *Config) any { return &c.ShutdownTimeout },
+	},
+}
+
+// The config file itself is chosen by a flag or the environment only.
+const (
+	configFlag = "config"
+	configEnv  = "COFFER_CONFIG"
+)
+
+// A Setting documents one configuration setting for help text.
+type Setting struct {
+	Key     string // YAML key; "" if the file cannot set it
+	Env     string // environment variable
+	Flag    string // flag name without dashes; "" if environment only
+	Arg     string // placeholder for the flag's value; "" for booleans
+	Default string // default, for display; "" if none or false
+	Usage   string // one line
+}
+
+// Settings returns every setting Load reads, the config file first, in the
+// order help text should list them.
+func Settings() []Setting {
+	out := []Setting{{
+		Env: configEnv, Flag: configFlag, Arg: "FILE",
+		Usage: "YAML config file (needs \"version: 1\")",
+	}}
+	d := Defaults()
+	for _, s := range settings {
+		key := s.key
+		if s.secret {
+			key = ""
+		}
+		def := s.def
+		if def == "" {
+			switch p := s.field(&d).(type) {
+			case *string:
+				def = *p
+			case *bool:
+				if *p {
+					def = "true"
+				}
+			case *time.Duration:
+				def = p.String()
+			}
+		}
+		out = append(out, Setting{Key: key, Env: s.env, Flag: s.flag, Arg: s.arg, Default: def, Usage: s.usage})
+	}
+	return out
+}
+
+// sourceKind says which source set a value.
+type sourceKind uint8
+
+const (
+	fromDefault sourceKind = iota
+	fromFile
+	fromEnv
+	fromFlag
+)
+
+// origin is where a value came from; line is the file line for fromFile.
+type origin struct {
+	kind sourceKind
+	line int
+}
+
+// A SettingError is one problem with one setting. Load and Validate return
+// them joined with errors.Join, one per problem. Messages never contain the
+// root key.
+type SettingError struct {
+	// Setting is the setting's YAML key ("listen"), or "config" for
+	// problems with the file as a whole.
+	Setting string
+	// Source says where the value came from: "flag --listen",
+	// "env COFFER_LISTEN", "file coffer.yaml line 3" or "default".
+	Source string
+	Err    error
+}
+
+func (e *SettingError) Error() string {
+	return fmt.Sprintf("%s (%s): %v", e.Setting, e.Source, e.Err)
+}
+
+func (e *SettingError) Unwrap() error { return e.Err }
+
+// where describes the source of setting id's current value.
+func (c Config) where(id settingID) string {
+	s, o := settings[id], c.origin[id]
+	switch o.kind {
+	case fromFlag:
+		return "flag --" + s.flag
+	case fromEnv:
+		return "env " + s.env
+	case fromFile:
+		return fileSource(c.File, o.line)
+	default:
+		return "default"
+	}
+}
+
+func fileSource(path string, line int) string {
+	if line > 0 {
+		return fmt.Sprintf("file %s line %d", path, line)
+	}
+	return "file " + path
+}
+
+// problem returns a SettingError for setting id's current value.
+func (c Config) problem(id settingID, format string, args ...any) error {
+	return &SettingError{Setting: settings[id].key, Source: c.where(id), Err: fmt.Errorf(format, args...)}
+}
+
+// set parses raw into setting id's field and records its origin. On error
+// the field and origin are left unchanged. The error never contains raw
+// for a secret setting.
+func (c *Config) set(id settingID, raw string, o origin) error {
+	s := settings[id]
+	switch p := s.field(c).(type) {
+	case *string:
+		*p = raw
+	case *bool:
+		b, err := parseBool(raw)
+		if err != nil {
+			return err
+		}
+		*p = b
+	case *time.Duration:
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			return fmt.Errorf("%q is not a duration such as 30s or 1m30s", raw)
+		}
+		*p = d
+	default:
+		panic(fmt.Sprintf("config: setting %s has field type %T", s.key, p))
+	}
+	c.origin[id] = o
+	return nil
+}
+
+// parseBool accepts exactly true, false, 1 and 0.
+func parseBool(s string) (bool, error) {
+	switch s {
+	case "true", "1":
+		return true, nil
+	case "false", "0":
+		return false, nil
+	}
+	return false, fmt.Errorf("%q is not a boolean (want true, false, 1 or 0)", s)
+}
+
+// errSecretInFile is the message for a secret found in the config file.
+var errSecretInFile = errors.New("secrets are not read from the config file; set " +
+	settings[sRootKey].env + " in the environment")
