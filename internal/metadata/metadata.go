@@ -88,6 +88,9 @@ type Upload struct {
 type Part struct {
 	ObjectKey string `json:"k"`
 	Size      int64  `json:"s"` // plaintext bytes in this part
+	// Binding is the envelope binding the part was sealed with (hex of
+	// the upload's running SHA-256 after this part).
+	Binding string `json:"b,omitempty"`
 }
 
 // RefKind tells what a manifest reference points at.
