@@ -1,0 +1,266 @@
+package oci
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/cofferhq/coffer/internal/auth"
+	"github.com/cofferhq/coffer/internal/metadata"
+	"github.com/cofferhq/coffer/internal/registry"
+)
+
+// firstChunk is how much plaintext a blob GET decrypts before it commits to
+// a status line, so that a corrupt object usually fails with a clear error
+// rather than a cut connection.
+const firstChunk = 64 << 10
+
+func (h *Handler) getBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, name registry.RepoName, ref string) error {
+	repo, d, err := h.repoForBlob(ctx, name, ref)
+	if err != nil {
+		return err
+	}
+	b, err := h.reg.StatBlob(ctx, repo, d)
+	if err != nil {
+		return err
+	}
+	hdr := w.Header()
+	hdr.Set("Docker-Content-Digest", b.Digest)
+	hdr.Set("Accept-Ranges", "bytes")
+	hdr.Set("ETag", `"`+b.Digest+`"`)
+	hdr.Set("Content-Type", "application/octet-stream")
+	if r.Method == http.MethodHead {
+		hdr.Set("Content-Length", strconv.FormatInt(b.Size, 10))
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}
+	status, off, n := http.StatusOK, int64(0), b.Size
+	if rh := r.Header.Get("Range"); rh != "" {
+		o, k, ok, err := parseRange(rh, b.Size)
+		if errors.Is(err, errRangeUnsatisfiable) {
+			e := ociErr(http.StatusRequestedRangeNotSatisfiable, "BLOB_UNKNOWN", "requested range is outside the blob")
+			e.Header = http.Header{"Content-Range": {fmt.Sprintf("bytes */%d", b.Size)}}
+			return e
+		}
+		if ok {
+			status, off, n = http.StatusPartialContent, o, k
+			hdr.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", o, o+k-1, b.Size))
+		}
+	}
+	rc, err := h.reg.OpenBlob(ctx, repo, b, off, n)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	buf := make([]byte, min(n, firstChunk))
+	k, err := io.ReadFull(rc, buf)
+	if err != nil && !(errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
+		return err
+	}
+	if int64(k) == n { // whole content read: make sure the digest check ran
+		if _, err := rc.Read(make([]byte, 1)); err != nil && err != io.EOF {
+			return err
+		}
+	}
+	hdr.Set("Content-Length", strconv.FormatInt(n, 10))
+	w.WriteHeader(status)
+	if _, err := w.Write(buf[:k]); err != nil {
+		return nil // client went away
+	}
+	if _, err := io.CopyBuffer(writerOnly{w}, rc, make([]byte, 256<<10)); err != nil {
+		// Headers are sent: cut the connection so the client sees an
+		// incomplete body rather than a short or altered one.
+		h.log.ErrorContext(ctx, "blob read failed mid-stream", "digest", b.Digest, "error", err)
+		panic(http.ErrAbortHandler)
+	}
+	return nil
+}
+
+// writerOnly hides the ResponseWriter's ReadFrom, whose 32 KiB copies cost
+// more per byte than one 256 KiB buffer.
+type writerOnly struct{ io.Writer }
+
+func (h *Handler) deleteBlob(ctx context.Context, w http.ResponseWriter, name registry.RepoName, ref string) error {
+	repo, d, err := h.repoForBlob(ctx, name, ref)
+	if err != nil {
+		return err
+	}
+	if err := h.reg.DeleteBlob(ctx, repo, d); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}
+
+func uploadLocation(name registry.RepoName, id string) string {
+	return "/v2/" + string(name) + "/blobs/uploads/" + id
+}
+
+func writeUploadStatus(w http.ResponseWriter, status int, st registry.UploadStatus) {
+	w.Header().Set("Location", uploadLocation(st.Repo, st.ID))
+	w.Header().Set("Range", rangeHeader(st.Size))
+	w.Header().Set("Docker-Upload-UUID", st.ID)
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(status)
+}
+
+func writeBlobCreated(w http.ResponseWriter, name registry.RepoName, b metadata.Blob) {
+	w.Header().Set("Location", "/v2/"+string(name)+"/blobs/"+b.Digest)
+	w.Header().Set("Docker-Content-Digest", b.Digest)
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusCreated)
+}
+
+func (h *Handler) startUpload(ctx context.Context, w http.ResponseWriter, r *http.Request, info *auth.Info, name registry.RepoName) error {
+	q := r.URL.Query()
+	repo, err := h.reg.RepositoryForPush(ctx, name)
+	if err != nil {
+		return err
+	}
+	if mount := q.Get("mount"); mount != "" {
+		d, err := registry.ParseDigest(mount)
+		if err != nil {
+			return err
+		}
+		if b, ok := h.tryMount(ctx, info, repo, d, q.Get("from")); ok {
+			writeBlobCreated(w, name, b)
+			return nil
+		}
+	}
+	st, err := h.reg.StartUpload(ctx, repo)
+	if err != nil {
+		return err
+	}
+	if dq := q.Get("digest"); dq != "" { // monolithic upload in the POST
+		d, err := registry.ParseDigest(dq)
+		if err != nil {
+			h.reg.CancelUpload(ctx, repo, st.ID)
+			return err
+		}
+		b, err := h.reg.CompleteUpload(ctx, repo, st.ID, d, r.Body, 0, r.ContentLength)
+		if err != nil {
+			h.reg.CancelUpload(ctx, repo, st.ID)
+			return err
+		}
+		writeBlobCreated(w, name, b)
+		return nil
+	}
+	writeUploadStatus(w, http.StatusAccepted, st)
+	return nil
+}
+
+// tryMount mounts d from the repository named from when the caller may read
+// it there; any failure falls back to a regular upload, as the spec says.
+func (h *Handler) tryMount(ctx context.Context, info *auth.Info, repo metadata.Repository, d registry.Digest, from string) (metadata.Blob, bool) {
+	if from == "" {
+		return metadata.Blob{}, false
+	}
+	fromName, err := registry.ParseRepoName(from)
+	if err != nil {
+		return metadata.Blob{}, false
+	}
+	fromARN := h.reg.RepositoryARN(string(fromName))
+	if err := h.authz.Authorize(ctx, info, "ecr:GetDownloadUrlForLayer", fromARN); err != nil {
+		return metadata.Blob{}, false
+	}
+	fromRepo, err := h.reg.Repository(ctx, fromName)
+	if err != nil {
+		return metadata.Blob{}, false
+	}
+	b, err := h.reg.MountBlob(ctx, repo, fromRepo, d)
+	if err != nil {
+		if !errors.Is(err, registry.ErrBlobUnknown) {
+			h.log.WarnContext(ctx, "cross-repository mount failed; falling back to upload", "digest", d, "error", err)
+		}
+		return metadata.Blob{}, false
+	}
+	info.Resources = append(info.Resources, fromARN)
+	return b, true
+}
+
+// chunkRange returns the offset a chunk declares (-1: none) and its length
+// (-1: unknown).
+func chunkRange(r *http.Request) (start, length int64, err error) {
+	start, length = -1, r.ContentLength
+	if cr := r.Header.Get("Content-Range"); cr != "" {
+		s, e, perr := parseContentRange(cr)
+		if perr != nil {
+			return 0, 0, ociErr(http.StatusRequestedRangeNotSatisfiable, "BLOB_UPLOAD_INVALID", perr.Error())
+		}
+		if length >= 0 && length != e-s+1 {
+			return 0, 0, ociErr(http.StatusRequestedRangeNotSatisfiable, "BLOB_UPLOAD_INVALID", "Content-Range and Content-Length disagree")
+		}
+		start, length = s, e-s+1
+	}
+	return start, length, nil
+}
+
+func (h *Handler) upload(ctx context.Context, w http.ResponseWriter, r *http.Request, name registry.RepoName, id string) error {
+	repo, err := h.reg.Repository(ctx, name)
+	if err != nil {
+		return err
+	}
+	switch r.Method {
+	case http.MethodGet:
+		st, err := h.reg.GetUpload(ctx, repo, id)
+		if err != nil {
+			return err
+		}
+		writeUploadStatus(w, http.StatusNoContent, st)
+		return nil
+	case http.MethodDelete:
+		if err := h.reg.CancelUpload(ctx, repo, id); err != nil {
+			return err
+		}
+		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	case http.MethodPatch:
+		start, length, err := chunkRange(r)
+		if err != nil {
+			if st, serr := h.reg.GetUpload(ctx, repo, id); serr == nil {
+				err.(*Error).Header = http.Header{"Range": {rangeHeader(st.Size)}, "Location": {uploadLocation(name, id)}}
+			}
+			return err
+		}
+		st, err := h.reg.AppendUpload(ctx, repo, id, r.Body, start, length)
+		if err != nil {
+			var rng *registry.RangeError
+			if errors.As(err, &rng) {
+				e := toError(err)
+				e.Header.Set("Location", uploadLocation(name, id))
+				return e
+			}
+			return err
+		}
+		writeUploadStatus(w, http.StatusAccepted, st)
+		return nil
+	default: // PUT completes the upload
+		dq := r.URL.Query().Get("digest")
+		if dq == "" {
+			return ociErr(http.StatusBadRequest, "DIGEST_INVALID", "the digest query parameter is required to complete an upload")
+		}
+		d, err := registry.ParseDigest(dq)
+		if err != nil {
+			return err
+		}
+		start, length, err := chunkRange(r)
+		if err != nil {
+			return err
+		}
+		var body io.Reader
+		if length != 0 {
+			body = r.Body
+		}
+		b, err := h.reg.CompleteUpload(ctx, repo, id, d, body, start, length)
+		if err != nil {
+			return err
+		}
+		writeBlobCreated(w, name, b)
+		return nil
+	}
+}
