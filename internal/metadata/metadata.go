@@ -142,6 +142,8 @@ type PutManifestResult struct {
 
 // Store is the metadata contract.
 type Store interface {
+	DocStore
+
 	// Close releases the store.
 	Close() error
 	// Ping reports whether the database answers (readiness).

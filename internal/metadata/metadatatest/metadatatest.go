@@ -51,6 +51,7 @@ func Run(t *testing.T, newStore func(t *testing.T) metadata.Store) {
 		manifestTests(),
 		tagTests(),
 		concurrencyTests(),
+		documentTests(),
 	}
 	for _, g := range groups {
 		for _, tc := range g {

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -139,7 +140,7 @@ func TestMigrations(t *testing.T) {
 		if !errors.Is(err, ErrSchemaTooNew) {
 			t.Fatalf("open newer schema: err = %v, want ErrSchemaTooNew", err)
 		}
-		for _, want := range []string{path, "version 2", "up to 1"} {
+		for _, want := range []string{path, fmt.Sprintf("version %d", future), fmt.Sprintf("up to %d", len(ms))} {
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("error %q does not mention %q", err, want)
 			}
