@@ -30,6 +30,13 @@ type Principal struct {
 	PrincipalID string
 	UserName    string
 	AccessKeyID string
+	// RoleARN and SessionName identify an assumed-role session: policies
+	// that name the role match its sessions.
+	RoleARN     string
+	SessionName string
+	// Expires is when temporary credentials (and tokens minted from them)
+	// stop working; zero for long-term credentials.
+	Expires time.Time
 }
 
 // Anonymous is the principal of an unauthenticated request.
