@@ -133,7 +133,7 @@ func TestServeInvalidConfiguration(t *testing.T) {
 		"COFFER_ROOT_KEY":   secret,
 		"COFFER_LOG_FORMAT": "xml",
 	}
-	r := runCoffer(env, "serve", "--listen", "0.0.0.0:5000", "--shutdown-timeout", "0s", "--pprof", "10.0.0.1:6060")
+	r := runCoffer(env, "serve", "--listen", "0.0.0.0:5000", "--insecure-allow-anonymous", "--shutdown-timeout", "0s", "--pprof", "10.0.0.1:6060")
 	if r.code != 2 || r.stdout != "" {
 		t.Errorf("code %d, stdout %q; want 2 and nothing on stdout", r.code, r.stdout)
 	}
@@ -146,8 +146,7 @@ func TestServeInvalidConfiguration(t *testing.T) {
 		"  log_format (env COFFER_LOG_FORMAT): \"xml\" is not a log format (want json or text)",
 		"  pprof (flag --pprof): \"10.0.0.1:6060\" must be on a loopback IP, such as 127.0.0.1:6060",
 		"  shutdown_timeout (flag --shutdown-timeout): 0s must be greater than zero",
-		"  listen (flag --listen): refusing to listen on a non-loopback address without authentication; " +
-			"pass --insecure-allow-anonymous to accept anonymous access from the network",
+		"  insecure_allow_anonymous (flag --insecure-allow-anonymous): anonymous access is allowed only on a loopback listen address, not \"0.0.0.0:5000\"",
 	}
 	if got := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("stderr:\n%s\nwant:\n%s", r.stderr, strings.Join(want, "\n"))

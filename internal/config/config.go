@@ -43,6 +43,12 @@ type Config struct {
 	// (COFFER_ROOT_KEY) and excludes RootKeyFile. It is secret: never log
 	// or print it.
 	RootKey string `json:"-"`
+	// AdminAccessKeyID and AdminSecretAccessKey name the access key of the
+	// administrator created on first start; empty means generate one.
+	// They come only from the environment (COFFER_ADMIN_ACCESS_KEY_ID,
+	// COFFER_ADMIN_SECRET_ACCESS_KEY) and are never printed.
+	AdminAccessKeyID     string `json:"-"`
+	AdminSecretAccessKey string `json:"-"`
 	// LogLevel is one of debug, info, warn, error.
 	LogLevel string
 	// LogFormat is json or text.

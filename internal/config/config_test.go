@@ -47,11 +47,18 @@ func TestValidateRules(t *testing.T) {
 		{"listen port too big", func(c *Config) { c.Listen = "127.0.0.1:65536" }, `port "65536" is not a number`},
 		{"listen hostname", func(c *Config) { c.Listen = "coffer.internal:5000" }, `host "coffer.internal" is not an IP address or localhost`},
 		{"listen empty host", func(c *Config) { c.Listen = ":5000" }, `":5000" has no host`},
-		{"listen all interfaces", func(c *Config) { c.Listen = "0.0.0.0:5000" },
-			"listen (default): refusing to listen on a non-loopback address without authentication; pass --insecure-allow-anonymous to accept anonymous access from the network"},
-		{"listen LAN address", func(c *Config) { c.Listen = "192.168.1.10:5000" }, "refusing to listen on a non-loopback address"},
-		{"listen IPv6 any", func(c *Config) { c.Listen = "[::]:5000" }, "refusing to listen on a non-loopback address"},
-		{"listen all interfaces, anonymous accepted", func(c *Config) { c.Listen = "0.0.0.0:5000"; c.InsecureAllowAnonymous = true }, ""},
+		// Every request is authenticated, so any address may be served.
+		{"listen all interfaces", func(c *Config) { c.Listen = "0.0.0.0:5000" }, ""},
+		{"listen LAN address", func(c *Config) { c.Listen = "192.168.1.10:5000" }, ""},
+		{"listen IPv6 any", func(c *Config) { c.Listen = "[::]:5000" }, ""},
+		// The anonymous escape stays on loopback (issue #3).
+		{"listen all interfaces, anonymous refused", func(c *Config) { c.Listen = "0.0.0.0:5000"; c.InsecureAllowAnonymous = true },
+			`insecure_allow_anonymous (default): anonymous access is allowed only on a loopback listen address, not "0.0.0.0:5000"`},
+		{"listen loopback, anonymous accepted", func(c *Config) { c.InsecureAllowAnonymous = true }, ""},
+		{"admin key without secret", func(c *Config) { c.AdminAccessKeyID = "AKIAEXAMPLEEXAMPLE12" }, "must be set together with COFFER_ADMIN_SECRET_ACCESS_KEY"},
+		{"admin key with secret", func(c *Config) {
+			c.AdminAccessKeyID, c.AdminSecretAccessKey = "AKIAEXAMPLEEXAMPLE12", "secretsecretsecret"
+		}, ""},
 		{"data empty", func(c *Config) { c.DataDir = "" }, "data (default): must not be empty"},
 		{"region GovCloud", func(c *Config) { c.Region = "us-gov-west-1" }, ""},
 		{"region ISO", func(c *Config) { c.Region = "us-isob-east-1" }, ""},
@@ -243,12 +250,13 @@ func TestSecretNeverInErrors(t *testing.T) {
 
 func TestSecretNeverFormatted(t *testing.T) {
 	t.Parallel()
-	cfg, err := load(t, "", map[string]string{"COFFER_ROOT_KEY": secret})
+	cfg, err := load(t, "", map[string]string{"COFFER_ROOT_KEY": secret,
+		"COFFER_ADMIN_ACCESS_KEY_ID": "AKIATOPSECRETKEYID12", "COFFER_ADMIN_SECRET_ACCESS_KEY": secretText})
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	if cfg.RootKey != secret {
-		t.Fatal("RootKey was not loaded")
+	if cfg.RootKey != secret || cfg.AdminSecretAccessKey != secretText {
+		t.Fatal("secrets were not loaded")
 	}
 	if s := cfg.String(); !strings.Contains(s, "root_key=<env>") {
 		t.Errorf("String() = %s; want it to say the key came from the environment", s)

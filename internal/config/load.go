@@ -154,6 +154,9 @@ type fileConfig struct {
 	LogFormat       yaml.Node `yaml:"log_format"`
 	Pprof           yaml.Node `yaml:"pprof"`
 	ShutdownTimeout yaml.Node `yaml:"shutdown_timeout"`
+	// Decoded only to refuse them with a clear message.
+	AdminAccessKeyID     yaml.Node `yaml:"admin_access_key_id"`
+	AdminSecretAccessKey yaml.Node `yaml:"admin_secret_access_key"`
 }
 
 // nodes maps settings to their fields; a test checks the YAML tags agree
@@ -172,6 +175,8 @@ func (f *fileConfig) nodes() [numSettings]*yaml.Node {
 		sLogFormat:              &f.LogFormat,
 		sPprof:                  &f.Pprof,
 		sShutdownTimeout:        &f.ShutdownTimeout,
+		sAdminAccessKeyID:       &f.AdminAccessKeyID,
+		sAdminSecretAccessKey:   &f.AdminSecretAccessKey,
 	}
 }
 

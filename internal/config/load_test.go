@@ -319,7 +319,7 @@ func TestLoadFileProblems(t *testing.T) {
 		{
 			name: "root key refused",
 			file: "version: 1\nroot_key: c2VjcmV0\n",
-			want: []string{`root_key (file `, `line 2): secrets are not read from the config file; set COFFER_ROOT_KEY in the environment`},
+			want: []string{`root_key (file `, `line 2): secrets are not read from the config file; set them in the environment (COFFER_ROOT_KEY`},
 		},
 		{
 			name: "duplicate key",

@@ -22,6 +22,8 @@ const (
 	sLogFormat
 	sPprof
 	sShutdownTimeout
+	sAdminAccessKeyID
+	sAdminSecretAccessKey
 	numSettings
 )
 
@@ -73,7 +75,7 @@ var settings = [numSettings]setting{
 	},
 	sInsecureAllowAnonymous: {
 		key: "insecure_allow_anonymous", env: "COFFER_INSECURE_ALLOW_ANONYMOUS", flag: "insecure-allow-anonymous",
-		usage: "accept anonymous requests, also from the network",
+		usage: "accept unauthenticated /v2/ requests with full access (loopback listen only; for local testing)",
 		field: func(c *Config) any { return &c.InsecureAllowAnonymous },
 	},
 	sRootKeyFile: {
@@ -107,6 +109,16 @@ var settings = [numSettings]setting{
 		key: "shutdown_timeout", env: "COFFER_SHUTDOWN_TIMEOUT", flag: "shutdown-timeout", arg: "DURATION",
 		usage: "how long a graceful shutdown may take",
 		field: func(c *Config) any { return &c.ShutdownTimeout },
+	},
+	sAdminAccessKeyID: {
+		key: "admin_access_key_id", env: "COFFER_ADMIN_ACCESS_KEY_ID", secret: true,
+		usage: "access key ID of the administrator created on first start (else generated)",
+		field: func(c *Config) any { return &c.AdminAccessKeyID },
+	},
+	sAdminSecretAccessKey: {
+		key: "admin_secret_access_key", env: "COFFER_ADMIN_SECRET_ACCESS_KEY", secret: true,
+		usage: "its secret access key",
+		field: func(c *Config) any { return &c.AdminSecretAccessKey },
 	},
 }
 
@@ -258,5 +270,5 @@ func parseBool(s string) (bool, error) {
 }
 
 // errSecretInFile is the message for a secret found in the config file.
-var errSecretInFile = errors.New("secrets are not read from the config file; set " +
-	settings[sRootKey].env + " in the environment")
+var errSecretInFile = errors.New("secrets are not read from the config file; set them in the environment (" +
+	settings[sRootKey].env + ", " + settings[sAdminAccessKeyID].env + ", " + settings[sAdminSecretAccessKey].env + ")")

@@ -49,6 +49,9 @@ func (c Config) problems() []error {
 		add(c.problem(sAccountID, "%q is not a 12-digit account ID (leave it empty to have one generated)", c.AccountID))
 	}
 	add(c.checkRootKey())
+	if (c.AdminAccessKeyID == "") != (c.AdminSecretAccessKey == "") {
+		add(c.problem(sAdminAccessKeyID, "must be set together with %s", settings[sAdminSecretAccessKey].env))
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -75,17 +78,16 @@ func (c Config) problems() []error {
 	return errs
 }
 
-// checkAnonymousNetworkAccess is the rule that keeps an unauthenticated
-// registry off the network: a non-loopback Listen needs
-// InsecureAllowAnonymous. The identity work will change this rule (listening
-// on the network with authentication on); keep it in this one function.
+// checkAnonymousNetworkAccess is the rule that keeps unauthenticated access
+// off the network: every request is authenticated, and the
+// InsecureAllowAnonymous escape for local testing works only on a loopback
+// Listen.
 func (c Config) checkAnonymousNetworkAccess() error {
 	host, err := splitAddr(c.Listen)
-	if err != nil || isLoopback(host) || c.InsecureAllowAnonymous {
+	if err != nil || isLoopback(host) || !c.InsecureAllowAnonymous {
 		return nil
 	}
-	return c.problem(sListen, "refusing to listen on a non-loopback address without authentication; "+
-		"pass --insecure-allow-anonymous to accept anonymous access from the network")
+	return c.problem(sInsecureAllowAnonymous, "anonymous access is allowed only on a loopback listen address, not %q", c.Listen)
 }
 
 // checkRootKey checks the secret. Its messages never include the value,
