@@ -1,0 +1,223 @@
+package iam
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/auth"
+	"github.com/cofferhq/coffer/internal/metadata"
+	"github.com/cofferhq/coffer/internal/policy"
+)
+
+// KeyCredentials is what Lookup returns for the SigV4 verifier. Secret is
+// the plaintext secret access key: it goes to the verifier only.
+type KeyCredentials struct {
+	AccessKeyID  string
+	Secret       []byte
+	SessionToken string
+	Expires      time.Time
+	Principal    auth.Principal
+}
+
+// Lookup resolves an access key ID (long-term AKIA or session ASIA) to its
+// secret and principal; ErrUnknownKey for unknown or inactive keys and for
+// sessions whose role or user is gone.
+func (s *Service) Lookup(ctx context.Context, id string) (KeyCredentials, error) {
+	var out KeyCredentials
+	err := s.view(ctx, func(tx metadata.DocTx) error {
+		switch {
+		case strings.HasPrefix(id, "AKIA"):
+			k, _, err := get[AccessKey](tx, kindKey, id, "access key")
+			if err != nil || k.Status != "Active" {
+				return ErrUnknownKey
+			}
+			u, _, err := get[User](tx, kindUser, k.UserName, "user")
+			if err != nil {
+				return ErrUnknownKey
+			}
+			secret, err := s.unseal(kindKey, id, k.Secret)
+			if err != nil {
+				return err
+			}
+			out = KeyCredentials{AccessKeyID: id, Secret: secret, Principal: s.userPrincipal(u, id)}
+			return nil
+		case strings.HasPrefix(id, "ASIA"):
+			sess, _, err := get[Session](tx, kindSession, id, "session")
+			if err != nil {
+				return ErrUnknownKey
+			}
+			var p auth.Principal
+			if sess.RoleName != "" {
+				r, _, err := get[Role](tx, kindRole, sess.RoleName, "role")
+				if err != nil {
+					return ErrUnknownKey
+				}
+				p = auth.Principal{Type: "AssumedRole", ARN: "arn:aws:sts::" + s.cfg.AccountID + ":assumed-role/" + r.Name + "/" + sess.SessionName,
+					AccountID: s.cfg.AccountID, PrincipalID: r.ID + ":" + sess.SessionName, RoleARN: r.ARN, SessionName: sess.SessionName}
+			} else {
+				u, _, err := get[User](tx, kindUser, sess.UserName, "user")
+				if err != nil {
+					return ErrUnknownKey
+				}
+				p = s.userPrincipal(u, "")
+			}
+			p.AccessKeyID, p.Expires = id, sess.Expires
+			secret, err := s.unseal(kindSession, id, sess.Secret)
+			if err != nil {
+				return err
+			}
+			token, err := s.unseal(kindSession, id+"/token", sess.Token)
+			if err != nil {
+				return err
+			}
+			out = KeyCredentials{AccessKeyID: id, Secret: secret, SessionToken: string(token), Expires: sess.Expires, Principal: p}
+			return nil
+		}
+		return ErrUnknownKey
+	})
+	return out, err
+}
+
+func (s *Service) userPrincipal(u User, keyID string) auth.Principal {
+	return auth.Principal{Type: "IAMUser", ARN: u.ARN, AccountID: s.cfg.AccountID, PrincipalID: u.ID, UserName: u.Name, AccessKeyID: keyID}
+}
+
+// policyCache holds parsed identity policies per principal ARN, valid
+// while no IAM write happened since (gen).
+type policyCache struct {
+	gen atomic.Uint64
+	mu  sync.Mutex
+	m   map[string]cachedPolicies
+}
+
+type cachedPolicies struct {
+	gen      uint64
+	policies []*policy.Policy
+}
+
+// Invalidate drops cached identity policies; every IAM write calls it, and
+// replicas will call it on a change notification (issue #9).
+func (s *Service) Invalidate() { s.pc.gen.Add(1) }
+
+// IdentityPolicies returns the identity-based policies that apply to p:
+// a user's inline and attached policies and those of its groups, or an
+// assumed role's. A principal that no longer exists has none.
+func (s *Service) IdentityPolicies(ctx context.Context, p auth.Principal) ([]*policy.Policy, error) {
+	c := &s.pc
+	gen := c.gen.Load()
+	key := p.ARN
+	c.mu.Lock()
+	if e, ok := c.m[key]; ok && e.gen == gen {
+		c.mu.Unlock()
+		return e.policies, nil
+	}
+	c.mu.Unlock()
+	var docs []string
+	err := s.view(ctx, func(tx metadata.DocTx) error {
+		addHolder := func(inline map[string]string, attached []string) error {
+			for _, d := range inline {
+				docs = append(docs, d)
+			}
+			for _, arn := range attached {
+				mp, err := s.managedPolicy(tx, arn)
+				if errors.Is(err, ErrNoSuchEntity) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				docs = append(docs, mp.Document)
+			}
+			return nil
+		}
+		switch p.Type {
+		case "IAMUser":
+			u, _, err := get[User](tx, kindUser, p.UserName, "user")
+			if errors.Is(err, ErrNoSuchEntity) || (err == nil && u.ARN != p.ARN) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if err := addHolder(u.Inline, u.Attached); err != nil {
+				return err
+			}
+			for _, gname := range u.Groups {
+				g, _, err := get[Group](tx, kindGroup, gname, "group")
+				if errors.Is(err, ErrNoSuchEntity) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				if err := addHolder(g.Inline, g.Attached); err != nil {
+					return err
+				}
+			}
+		case "AssumedRole":
+			name := p.RoleARN[strings.LastIndexByte(p.RoleARN, '/')+1:]
+			r, _, err := get[Role](tx, kindRole, name, "role")
+			if errors.Is(err, ErrNoSuchEntity) || (err == nil && r.ARN != p.RoleARN) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			return addHolder(r.Inline, r.Attached)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*policy.Policy, 0, len(docs))
+	for _, d := range docs {
+		pol, err := policy.Parse([]byte(d), policy.Identity)
+		if err != nil {
+			return nil, fmt.Errorf("iam: stored policy does not parse: %w", err)
+		}
+		out = append(out, pol)
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) > 10000 {
+		c.m = make(map[string]cachedPolicies)
+	}
+	c.m[key] = cachedPolicies{gen: gen, policies: out}
+	c.mu.Unlock()
+	return out, nil
+}
+
+// Bootstrap creates the administrator on first start: user "admin" with
+// AdministratorAccess and one access key (id and secret when given, else
+// generated). It does nothing when any user exists; created reports which.
+func (s *Service) Bootstrap(ctx context.Context, id, secret string) (keyID, keySecret string, created bool, err error) {
+	var any bool
+	if err := s.view(ctx, func(tx metadata.DocTx) error {
+		users, err := tx.List(kindUser, "")
+		any = len(users) > 0
+		return err
+	}); err != nil || any {
+		return "", "", false, err
+	}
+	if _, err := s.CreateUser(ctx, "admin", "/", nil); err != nil {
+		return "", "", false, err
+	}
+	if err := s.AttachPolicy(ctx, entUser, "admin", "arn:aws:iam::aws:policy/AdministratorAccess"); err != nil {
+		return "", "", false, err
+	}
+	if id == "" {
+		id, secret = newID("AKIA", 20), newSecret()
+	}
+	if !strings.HasPrefix(id, "AKIA") || len(id) < 16 || len(id) > 128 || len(secret) < 16 {
+		return "", "", false, fmt.Errorf("%w: the administrator access key ID must start with AKIA and the secret be at least 16 characters", ErrValidation)
+	}
+	if _, _, err := s.createAccessKey(ctx, "admin", id, secret); err != nil {
+		return "", "", false, err
+	}
+	return id, secret, true, nil
+}
