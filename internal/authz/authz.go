@@ -1,0 +1,177 @@
+// Package authz is Coffer's decision point: it implements auth.Authorizer
+// by gathering what the policy evaluator needs (the principal's identity
+// policies from IAM, the repository and registry policies, the request
+// context keys) and asking internal/policy for AWS's decision.
+//
+// It does I/O (reads policies) but decides nothing itself: policy.Decide
+// does. Denials carry AWS's AccessDenied wording.
+package authz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/auth"
+	"github.com/cofferhq/coffer/internal/iam"
+	"github.com/cofferhq/coffer/internal/metadata"
+	"github.com/cofferhq/coffer/internal/policy"
+)
+
+// Document kinds of the resource policies this package reads; the ECR API
+// writes them (SetRepositoryPolicy, PutRegistryPolicy).
+const (
+	KindRepositoryPolicy = "ecr.repositorypolicy" // key: repository name
+	KindRegistryPolicy   = "ecr.registrypolicy"   // key: "registry"
+)
+
+// Config configures an Authorizer.
+type Config struct {
+	IAM       *iam.Service
+	Docs      metadata.DocStore
+	AccountID string
+	Region    string
+	Now       func() time.Time
+}
+
+// Authorizer is the decision point.
+type Authorizer struct {
+	cfg Config
+	now func() time.Time
+}
+
+// New returns an Authorizer.
+func New(cfg Config) (*Authorizer, error) {
+	if cfg.IAM == nil || cfg.Docs == nil || cfg.AccountID == "" {
+		return nil, errors.New("authz: IAM, Docs and AccountID are required")
+	}
+	a := &Authorizer{cfg: cfg, now: cfg.Now}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	return a, nil
+}
+
+// Authorize implements auth.Authorizer.
+func (a *Authorizer) Authorize(ctx context.Context, info *auth.Info, action, resource string) error {
+	p := info.Principal
+	if p.Type == "" || p.Type == auth.Anonymous.Type {
+		return &auth.DeniedError{Principal: "anonymous", Action: action, Resource: resource,
+			Reason: "because no identity-based policy allows the " + action + " action"}
+	}
+	identity, err := a.cfg.IAM.IdentityPolicies(ctx, p)
+	if err != nil {
+		return fmt.Errorf("authz: identity policies: %w", err)
+	}
+	resourcePolicies, err := a.resourcePolicies(ctx, resource)
+	if err != nil {
+		return fmt.Errorf("authz: resource policies: %w", err)
+	}
+	d := policy.Decide(policy.Input{
+		Request: &policy.Request{
+			Principal: policy.Principal{ARN: p.ARN, Account: p.AccountID, Type: p.Type, RoleARN: p.RoleARN},
+			Action:    action,
+			Resource:  resource,
+			Context:   a.context(info),
+		},
+		ResourceAccount: a.cfg.AccountID,
+		Identity:        identity,
+		Resource:        resourcePolicies,
+	})
+	if !d.Allowed {
+		return &auth.DeniedError{Principal: p.ARN, Action: action, Resource: resource, Reason: d.Reason}
+	}
+	return nil
+}
+
+// resourcePolicies returns the repository policy of an ECR repository ARN
+// and the registry policy, as they exist.
+func (a *Authorizer) resourcePolicies(ctx context.Context, resource string) ([]*policy.Policy, error) {
+	prefix := "arn:aws:ecr:" + a.cfg.Region + ":" + a.cfg.AccountID + ":repository/"
+	name, ok := strings.CutPrefix(resource, prefix)
+	if !ok {
+		return nil, nil
+	}
+	var docs [][]byte
+	err := a.cfg.Docs.ViewDocs(ctx, func(tx metadata.DocTx) error {
+		for _, k := range [][2]string{{KindRepositoryPolicy, name}, {KindRegistryPolicy, "registry"}} {
+			if k[1] == "*" {
+				continue
+			}
+			d, err := tx.Get(k[0], k[1])
+			if errors.Is(err, metadata.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			docs = append(docs, d.Data)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*policy.Policy, 0, len(docs))
+	for _, d := range docs {
+		pol, err := policy.Parse(d, policy.Resource)
+		if err != nil {
+			return nil, fmt.Errorf("stored resource policy does not parse: %w", err)
+		}
+		out = append(out, pol)
+	}
+	return out, nil
+}
+
+// context returns the global condition keys of a request.
+func (a *Authorizer) context(info *auth.Info) policy.Context {
+	now := info.Time
+	if now.IsZero() {
+		now = a.now()
+	}
+	p := info.Principal
+	c := policy.Context{}
+	set := func(k string, v ...string) {
+		if len(v) > 0 && v[0] != "" {
+			c.Set(k, v...)
+		}
+	}
+	if info.SourceIP.IsValid() {
+		set("aws:SourceIp", info.SourceIP.String())
+	}
+	set("aws:SecureTransport", strconv.FormatBool(info.SecureTransport))
+	set("aws:CurrentTime", now.UTC().Format(time.RFC3339))
+	set("aws:EpochTime", strconv.FormatInt(now.Unix(), 10))
+	set("aws:PrincipalArn", principalARN(p))
+	set("aws:PrincipalAccount", p.AccountID)
+	set("aws:PrincipalType", principalType(p))
+	set("aws:userid", p.PrincipalID)
+	set("aws:username", p.UserName)
+	set("aws:UserAgent", info.UserAgent)
+	set("aws:RequestedRegion", a.cfg.Region)
+	set("aws:MultiFactorAuthPresent", "false")
+	return c
+}
+
+// principalARN is aws:PrincipalArn: for a role session, the role's ARN.
+func principalARN(p auth.Principal) string {
+	if p.RoleARN != "" {
+		return p.RoleARN
+	}
+	return p.ARN
+}
+
+func principalType(p auth.Principal) string {
+	switch p.Type {
+	case "IAMUser":
+		return "User"
+	case "AssumedRole":
+		return "AssumedRole"
+	case "Root":
+		return "Account"
+	}
+	return p.Type
+}
