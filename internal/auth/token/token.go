@@ -53,6 +53,8 @@ type Claims struct {
 	AccountID   string `json:"acct"`
 	PrincipalID string `json:"pid"`
 	UserName    string `json:"usr,omitempty"`
+	RoleARN     string `json:"role,omitempty"`
+	SessionName string `json:"sess,omitempty"`
 	// AccessKeyID is the key that requested the token (audit); the token
 	// stops working when that key is deactivated or deleted only through
 	// the caller's checks, not here.

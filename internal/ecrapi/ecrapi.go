@@ -1,0 +1,166 @@
+// Package ecrapi serves Amazon ECR's control-plane API (AWS JSON 1.1,
+// X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.<Operation>, SigV4
+// service "ecr") with the shapes and errors of the botocore model
+// ecr/2015-09-21.
+//
+// The pipeline authenticates the request (SigV4) before it arrives here;
+// every operation authorizes itself as its own ECR action. Operations of the
+// model that Coffer has not built yet answer with an error naming them,
+// never a fake success.
+package ecrapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/auth"
+	"github.com/cofferhq/coffer/internal/auth/token"
+	"github.com/cofferhq/coffer/internal/registry"
+)
+
+// TargetPrefix is the X-Amz-Target prefix of ECR operations.
+const TargetPrefix = "AmazonEC2ContainerRegistry_V20150921."
+
+// maxBody bounds a request body (PutImage carries a manifest of up to
+// 4 MiB, JSON-escaped).
+const maxBody = 10 << 20
+
+// Config configures the handler.
+type Config struct {
+	Registry *registry.Registry
+	Authz    auth.Authorizer
+	Tokens   *token.Key
+	Log      *slog.Logger
+	Now      func() time.Time
+}
+
+// Handler serves the ECR API.
+type Handler struct {
+	cfg Config
+	now func() time.Time
+	ops map[string]op
+}
+
+type op func(h *Handler, r *http.Request, info *auth.Info, body []byte) (any, error)
+
+// New returns a Handler.
+func New(cfg Config) (*Handler, error) {
+	if cfg.Registry == nil || cfg.Authz == nil || cfg.Tokens == nil {
+		return nil, errors.New("ecrapi: Registry, Authz and Tokens are required")
+	}
+	h := &Handler{cfg: cfg, now: cfg.Now}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	if h.cfg.Log == nil {
+		h.cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	h.ops = map[string]op{
+		"GetAuthorizationToken": (*Handler).getAuthorizationToken,
+	}
+	return h, nil
+}
+
+// ServeHTTP handles one authenticated ECR request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	info := auth.FromContext(r.Context())
+	if info == nil {
+		info = &auth.Info{}
+	}
+	name := strings.TrimPrefix(r.Header.Get("X-Amz-Target"), TargetPrefix)
+	info.EventName = name
+	info.Action = "ecr:" + name
+	resp, err := h.serve(r, info, name)
+	if err != nil {
+		h.writeError(w, r, info, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, resp)
+}
+
+func (h *Handler) serve(r *http.Request, info *auth.Info, name string) (any, error) {
+	if !knownOperations[name] {
+		return nil, &Error{Type: "UnknownOperationException", Status: http.StatusBadRequest,
+			Message: fmt.Sprintf("Unknown operation %q for the ECR API", name)}
+	}
+	fn, ok := h.ops[name]
+	if !ok {
+		return nil, &Error{Type: "UnsupportedOperationException", Status: http.StatusBadRequest,
+			Message: fmt.Sprintf("Coffer does not implement the ECR operation %s yet", name)}
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return nil, &Error{Type: "InvalidParameterException", Status: http.StatusBadRequest, Message: "could not read the request body"}
+	}
+	if len(body) > maxBody {
+		return nil, &Error{Type: "InvalidParameterException", Status: http.StatusBadRequest, Message: "request body too large"}
+	}
+	return fn(h, r, info, body)
+}
+
+// decode parses a JSON request strictly into v; an empty body is {}.
+func decode(body []byte, v any) error {
+	if len(body) == 0 {
+		body = []byte("{}")
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return &Error{Type: "SerializationException", Status: http.StatusBadRequest, Message: "could not parse the request: " + err.Error()}
+	}
+	return nil
+}
+
+// Error is an AWS JSON protocol error.
+type Error struct {
+	Type    string
+	Status  int
+	Message string
+}
+
+func (e *Error) Error() string { return e.Type + ": " + e.Message }
+
+// WriteJSON writes an AWS JSON 1.1 response.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		status, body = http.StatusInternalServerError, []byte(`{"__type":"ServerException","message":"internal error"}`)
+	}
+	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+// WriteError writes err in the AWS JSON protocol's error shape
+// ({"__type", "message"} and x-amzn-ErrorType).
+func WriteError(w http.ResponseWriter, e *Error) {
+	w.Header().Set("x-amzn-ErrorType", e.Type)
+	WriteJSON(w, e.Status, map[string]string{"__type": e.Type, "message": e.Message})
+}
+
+func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, info *auth.Info, err error) {
+	e := toError(err)
+	if e.Status >= 500 {
+		h.cfg.Log.ErrorContext(r.Context(), "ecr request failed", "operation", info.EventName, "error", err)
+	}
+	info.ErrorCode, info.ErrorMessage = e.Type, e.Message
+	WriteError(w, e)
+}
+
+func toError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	var denied *auth.DeniedError
+	if errors.As(err, &denied) {
+		return &Error{Type: "AccessDeniedException", Status: http.StatusBadRequest, Message: denied.Error()}
+	}
+	return &Error{Type: "ServerException", Status: http.StatusInternalServerError, Message: "internal server error"}
+}
