@@ -28,16 +28,14 @@ func (h *Handler) getBlob(ctx context.Context, w http.ResponseWriter, r *http.Re
 		return err
 	}
 	hdr := w.Header()
-	hdr.Set("Docker-Content-Digest", b.Digest)
-	hdr.Set("Accept-Ranges", "bytes")
-	hdr.Set("ETag", `"`+b.Digest+`"`)
-	hdr.Set("Content-Type", "application/octet-stream")
 	if r.Method == http.MethodHead {
+		setBlobHeaders(hdr, b.Digest)
 		hdr.Set("Content-Length", strconv.FormatInt(b.Size, 10))
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
 	status, off, n := http.StatusOK, int64(0), b.Size
+	contentRange := ""
 	if rh := r.Header.Get("Range"); rh != "" {
 		o, k, ok, err := parseRange(rh, b.Size)
 		if errors.Is(err, errRangeUnsatisfiable) {
@@ -47,7 +45,7 @@ func (h *Handler) getBlob(ctx context.Context, w http.ResponseWriter, r *http.Re
 		}
 		if ok {
 			status, off, n = http.StatusPartialContent, o, k
-			hdr.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", o, o+k-1, b.Size))
+			contentRange = fmt.Sprintf("bytes %d-%d/%d", o, o+k-1, b.Size)
 		}
 	}
 	rc, err := h.reg.OpenBlob(ctx, repo, b, off, n)
@@ -60,10 +58,15 @@ func (h *Handler) getBlob(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if err != nil && !(errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
 		return err
 	}
-	if int64(k) == n { // whole content read: make sure the digest check ran
+	if int64(k) == n { // whole content read: make sure the final check ran
 		if _, err := rc.Read(make([]byte, 1)); err != nil && err != io.EOF {
 			return err
 		}
+	}
+	// Only now, with the first bytes authenticated, describe a success.
+	setBlobHeaders(hdr, b.Digest)
+	if contentRange != "" {
+		hdr.Set("Content-Range", contentRange)
 	}
 	hdr.Set("Content-Length", strconv.FormatInt(n, 10))
 	w.WriteHeader(status)
@@ -82,6 +85,13 @@ func (h *Handler) getBlob(ctx context.Context, w http.ResponseWriter, r *http.Re
 // writerOnly hides the ResponseWriter's ReadFrom, whose 32 KiB copies cost
 // more per byte than one 256 KiB buffer.
 type writerOnly struct{ io.Writer }
+
+func setBlobHeaders(hdr http.Header, digest string) {
+	hdr.Set("Docker-Content-Digest", digest)
+	hdr.Set("Accept-Ranges", "bytes")
+	hdr.Set("ETag", `"`+digest+`"`)
+	hdr.Set("Content-Type", "application/octet-stream")
+}
 
 func (h *Handler) deleteBlob(ctx context.Context, w http.ResponseWriter, name registry.RepoName, ref string) error {
 	repo, d, err := h.repoForBlob(ctx, name, ref)

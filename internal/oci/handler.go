@@ -23,16 +23,20 @@ type Config struct {
 	Authz    auth.Authorizer
 	// Realm is the Basic realm announced on 401 responses.
 	Realm string
-	Log   *slog.Logger
+	// Limiter throttles repeated authentication failures per source
+	// address; nil means no throttling.
+	Limiter *auth.FailureLimiter
+	Log     *slog.Logger
 }
 
 // Handler serves the OCI Distribution API v1.1 under /v2/.
 type Handler struct {
-	reg   *registry.Registry
-	authn auth.Authenticator
-	authz auth.Authorizer
-	realm string
-	log   *slog.Logger
+	reg     *registry.Registry
+	authn   auth.Authenticator
+	authz   auth.Authorizer
+	realm   string
+	limiter *auth.FailureLimiter
+	log     *slog.Logger
 }
 
 // New returns a Handler.
@@ -40,7 +44,7 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Registry == nil || cfg.Authn == nil || cfg.Authz == nil {
 		return nil, errors.New("oci: Registry, Authn and Authz are required")
 	}
-	h := &Handler{reg: cfg.Registry, authn: cfg.Authn, authz: cfg.Authz, realm: cfg.Realm, log: cfg.Log}
+	h := &Handler{reg: cfg.Registry, authn: cfg.Authn, authz: cfg.Authz, realm: cfg.Realm, limiter: cfg.Limiter, log: cfg.Log}
 	if h.realm == "" {
 		h.realm = "coffer"
 	}
@@ -89,8 +93,15 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 		info.Action = action
 		info.EventName = action[len("ecr:"):]
 	}
+	ipSubject := "ip:" + info.SourceIP.String()
+	if h.limiter.Throttled(ipSubject) {
+		return ociErr(http.StatusTooManyRequests, "TOOMANYREQUESTS", "too many failed authentication attempts from this address; retry later")
+	}
 	p, err := h.authn.Authenticate(r)
 	if err != nil {
+		if r.Header.Get("Authorization") != "" {
+			h.limiter.Fail(ipSubject) // a wrong credential, not a first challenge
+		}
 		return err
 	}
 	info.Principal = p
@@ -232,21 +243,20 @@ func (h *Handler) getManifest(ctx context.Context, w http.ResponseWriter, r *htt
 	if err != nil {
 		return err
 	}
+	var body []byte
+	if r.Method != http.MethodHead {
+		if body, err = h.reg.ReadManifest(ctx, repo, m); err != nil {
+			return err
+		}
+	}
 	w.Header().Set("Content-Type", m.MediaType)
 	w.Header().Set("Docker-Content-Digest", m.Digest)
 	w.Header().Set("Content-Length", strconv.FormatInt(m.Size, 10))
 	w.Header().Set("ETag", `"`+m.Digest+`"`)
-	if r.Method == http.MethodHead {
-		w.WriteHeader(http.StatusOK)
-		return nil
-	}
-	body, err := h.reg.ReadManifest(ctx, repo, m)
-	if err != nil {
-		w.Header().Del("Content-Length")
-		return err
-	}
 	w.WriteHeader(http.StatusOK)
-	_, err = w.Write(body)
+	if body != nil {
+		w.Write(body)
+	}
 	return nil
 }
 

@@ -77,7 +77,9 @@ func newPipeline(cfg pipelineConfig) *pipeline {
 		}
 		h := p.wrap(fam, m.handler)
 		p.mux.Handle(m.prefix, h)
-		p.mux.Handle(m.prefix+"/", h)
+		if m.prefix != "/" {
+			p.mux.Handle(m.prefix+"/", h)
+		}
 	}
 	p.mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -25,8 +25,12 @@ import (
 
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/auth"
+	"github.com/cofferhq/coffer/internal/auth/sigv4"
+	"github.com/cofferhq/coffer/internal/authz"
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/crypto/rootkey"
+	"github.com/cofferhq/coffer/internal/ecrapi"
+	"github.com/cofferhq/coffer/internal/iam"
 	"github.com/cofferhq/coffer/internal/metadata"
 	"github.com/cofferhq/coffer/internal/metadata/sqlite"
 	"github.com/cofferhq/coffer/internal/oci"
@@ -102,6 +106,7 @@ type App struct {
 	store     metadata.Store
 	reg       *registry.Registry
 	accountID string
+	iam       *iam.Service
 	handler   http.Handler
 }
 
@@ -154,17 +159,53 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 	if err != nil {
 		return nil, err
 	}
-	ociH, err := oci.New(oci.Config{
-		Registry: reg, Authn: auth.AnonymousAuthenticator{}, Authz: auth.AllowAll{},
-		Realm: "coffer", Log: log,
-	})
+	idsvc, err := iam.New(iam.Config{AccountID: accountID, Docs: store, Root: root, Log: log})
 	if err != nil {
 		return nil, err
 	}
-	app := &App{cfg: cfg, log: log, store: store, reg: reg, accountID: accountID}
+	if err := bootstrapAdmin(ctx, idsvc, configView{dataDir: cfg.DataDir, adminKeyID: cfg.AdminAccessKeyID,
+		adminSecret: cfg.AdminSecretAccessKey}, os.Stderr, log); err != nil {
+		return nil, fmt.Errorf("administrator: %w", err)
+	}
+	tokens, err := tokenKey(ctx, store, root)
+	if err != nil {
+		return nil, err
+	}
+	decider, err := authz.New(authz.Config{IAM: idsvc, Docs: store, AccountID: accountID, Region: cfg.Region})
+	if err != nil {
+		return nil, err
+	}
+	verifier, err := sigv4.New(sigv4.Config{Region: cfg.Region, Keys: keyStore{iam: idsvc}})
+	if err != nil {
+		return nil, err
+	}
+	tokenAuthn := tokenAuthenticator{key: tokens, now: time.Now}
+	var (
+		v2Authn auth.Authenticator = tokenAuthn
+		v2Authz auth.Authorizer    = decider
+	)
+	if cfg.InsecureAllowAnonymous {
+		v2Authn, v2Authz = anonymousOrToken{tokens: tokenAuthn}, allowAnonymous{next: decider}
+		log.Warn("anonymous /v2/ access is allowed (--insecure-allow-anonymous, loopback only)")
+	}
+	limiter := &auth.FailureLimiter{}
+	ociH, err := oci.New(oci.Config{Registry: reg, Authn: v2Authn, Authz: v2Authz, Realm: "coffer", Limiter: limiter, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	ecrH, err := ecrapi.New(ecrapi.Config{Registry: reg, Authz: decider, Tokens: tokens, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	iamH, stsH, err := newIAMHandlers(idsvc, decider, log)
+	if err != nil {
+		return nil, err
+	}
+	door := &awsDoor{verifier: verifier, ecr: ecrH, iam: iamH, sts: stsH, limiter: limiter, log: log}
+	app := &App{cfg: cfg, log: log, store: store, reg: reg, accountID: accountID, iam: idsvc}
 	app.handler = newPipeline(pipelineConfig{
 		Log: log, Audit: audit.LogHook{Log: log.With("log", "audit")}, Ready: reg.Ready,
-		Routes: []mount{{prefix: "/v2", handler: ociH}},
+		Routes: []mount{{prefix: "/v2", handler: ociH}, {prefix: "/", family: "aws", handler: door}},
 	})
 	ok = true
 	return app, nil

@@ -26,6 +26,7 @@ func newTestServer(t *testing.T, mutate func(*config.Config)) (*httptest.Server,
 	cfg := config.Defaults()
 	cfg.DataDir = t.TempDir()
 	cfg.CreateOnPush = true
+	cfg.InsecureAllowAnonymous = true // anonymous /v2/ on loopback; identity_test.go covers auth
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -233,6 +234,7 @@ func TestChunkedUploadAndErrors(t *testing.T) {
 		{"bad name", "GET", "/v2/Upper/blobs/" + d, 400, "NAME_INVALID"},
 		{"unknown repo", "GET", "/v2/nope/nope/manifests/latest", 404, "NAME_UNKNOWN"},
 		{"unknown manifest", "GET", "/v2/chunk/test/manifests/latest", 404, "MANIFEST_UNKNOWN"},
+		{"invalid tag read is a miss", "GET", "/v2/chunk/test/manifests/.INVALID_MANIFEST_NAME", 404, "MANIFEST_UNKNOWN"},
 		{"unknown blob", "HEAD", "/v2/chunk/test/blobs/sha256:" + strings.Repeat("0", 64), 404, ""},
 		{"unknown upload", "GET", "/v2/chunk/test/blobs/uploads/" + strings.Repeat("a", 32), 404, "BLOB_UPLOAD_UNKNOWN"},
 	} {
