@@ -310,7 +310,9 @@ func (r *Registry) ResolveManifest(ctx context.Context, repo metadata.Repository
 		m, err = r.cfg.Store.GetManifest(ctx, repo.ID, string(d))
 	} else {
 		if !ValidTag(ref) {
-			return metadata.Manifest{}, fmt.Errorf("%w: invalid tag %q", ErrManifestInvalid, truncate(ref))
+			// No manifest can have an invalid tag: a read of one is a miss
+			// (404), as the distribution spec's conformance suite expects.
+			return metadata.Manifest{}, fmt.Errorf("%w: %q is not a valid tag", ErrManifestUnknown, truncate(ref))
 		}
 		m, err = r.cfg.Store.ResolveTag(ctx, repo.ID, ref)
 	}
