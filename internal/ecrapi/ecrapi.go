@@ -61,11 +61,21 @@ func New(cfg Config) (*Handler, error) {
 	if h.cfg.Log == nil {
 		h.cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	h.ops = map[string]op{
-		"GetAuthorizationToken": (*Handler).getAuthorizationToken,
+	h.ops = map[string]op{}
+	for _, group := range opGroups {
+		for name, fn := range group {
+			if _, dup := h.ops[name]; dup {
+				return nil, fmt.Errorf("ecrapi: operation %s registered twice", name)
+			}
+			h.ops[name] = fn
+		}
 	}
 	return h, nil
 }
+
+// opGroups are the implemented operations, one table per file (tokenOps,
+// and the repository, policy, image and layer tables as they land).
+var opGroups = []map[string]op{tokenOps}
 
 // ServeHTTP handles one authenticated ECR request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -8,6 +8,10 @@ import (
 	"github.com/cofferhq/coffer/internal/auth/token"
 )
 
+var tokenOps = map[string]op{
+	"GetAuthorizationToken": (*Handler).getAuthorizationToken,
+}
+
 type authorizationData struct {
 	AuthorizationToken string  `json:"authorizationToken"`
 	ExpiresAt          float64 `json:"expiresAt"`
