@@ -163,6 +163,30 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, info *auth.
 	WriteError(w, e)
 }
 
+// errorTable maps registry sentinels to ECR exceptions: the one table of
+// this API. Messages are the wrapped error's text, which the registry
+// writes for clients.
+var errorTable = []struct {
+	err  error
+	typ  string
+	code int
+}{
+	{registry.ErrNameInvalid, "InvalidParameterException", http.StatusBadRequest},
+	{registry.ErrNameUnknown, "RepositoryNotFoundException", http.StatusBadRequest},
+	{registry.ErrManifestUnknown, "ImageNotFoundException", http.StatusBadRequest},
+	{registry.ErrTagImmutable, "ImageTagAlreadyExistsException", http.StatusBadRequest},
+	{registry.ErrManifestBlobUnknown, "LayersNotFoundException", http.StatusBadRequest},
+	{registry.ErrManifestTooLarge, "InvalidParameterException", http.StatusBadRequest},
+	{registry.ErrManifestInvalid, "InvalidParameterException", http.StatusBadRequest},
+	{registry.ErrDigestInvalid, "InvalidParameterException", http.StatusBadRequest},
+	{registry.ErrBlobUnknown, "LayersNotFoundException", http.StatusBadRequest},
+	{registry.ErrUploadUnknown, "UploadNotFoundException", http.StatusBadRequest},
+	{registry.ErrUploadInvalid, "InvalidLayerPartException", http.StatusBadRequest},
+	{registry.ErrSizeInvalid, "InvalidLayerPartException", http.StatusBadRequest},
+	{registry.ErrNotBuilt, "UnsupportedOperationException", http.StatusBadRequest},
+	{registry.ErrUnsupported, "UnsupportedOperationException", http.StatusBadRequest},
+}
+
 func toError(err error) *Error {
 	var e *Error
 	if errors.As(err, &e) {
@@ -171,6 +195,11 @@ func toError(err error) *Error {
 	var denied *auth.DeniedError
 	if errors.As(err, &denied) {
 		return &Error{Type: "AccessDeniedException", Status: http.StatusBadRequest, Message: denied.Error()}
+	}
+	for _, row := range errorTable {
+		if errors.Is(err, row.err) {
+			return &Error{Type: row.typ, Status: row.code, Message: err.Error()}
+		}
 	}
 	return &Error{Type: "ServerException", Status: http.StatusInternalServerError, Message: "internal server error"}
 }
