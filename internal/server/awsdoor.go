@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -209,4 +210,27 @@ func writeQueryError(w http.ResponseWriter, info *auth.Info, service string, sta
 	w.Header().Set("x-amzn-RequestId", info.RequestID)
 	w.WriteHeader(status)
 	w.Write(body)
+}
+
+const auditUnavailable = "The request was not served because its audit record could not be made durable; retry later"
+
+// awsUnavailable answers a request refused by the audit gate in its
+// protocol's shape.
+func awsUnavailable(w http.ResponseWriter, r *http.Request, info *auth.Info) {
+	if r.Header.Get("X-Amz-Target") != "" {
+		w.Header().Set("x-amzn-ErrorType", "ServiceUnavailableException")
+		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, `{"__type":"ServiceUnavailableException","message":%q}`, auditUnavailable)
+		return
+	}
+	writeQueryError(w, info, "sts", http.StatusServiceUnavailable, "ServiceUnavailable", auditUnavailable)
+}
+
+// ociUnavailable is the /v2/ door's answer to a request refused by the
+// audit gate.
+func ociUnavailable(w http.ResponseWriter, r *http.Request, info *auth.Info) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	fmt.Fprintf(w, `{"errors":[{"code":"UNAVAILABLE","message":%q}]}`, auditUnavailable)
 }

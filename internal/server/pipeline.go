@@ -29,6 +29,9 @@ type mount struct {
 	prefix  string
 	family  string // metrics label
 	handler http.Handler
+	// unavailable writes the door's own 503 body when the audit record of
+	// a request cannot be made durable (fail closed); nil: plain text.
+	unavailable func(w http.ResponseWriter, r *http.Request, info *auth.Info)
 }
 
 type pipelineConfig struct {
@@ -48,7 +51,10 @@ type pipeline struct {
 	duration *prometheus.HistogramVec
 	bytesOut *prometheus.CounterVec
 	inflight prometheus.Gauge
-	mux      *http.ServeMux
+	// auditFailures counts requests answered 503 because their audit record
+	// could not be made durable.
+	auditFailures prometheus.Counter
+	mux           *http.ServeMux
 }
 
 func newPipeline(cfg pipelineConfig) *pipeline {
@@ -66,7 +72,10 @@ func newPipeline(cfg pipelineConfig) *pipeline {
 	p.inflight = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "coffer_http_requests_in_flight", Help: "Requests being served.",
 	})
-	p.metrics.MustRegister(p.requests, p.duration, p.bytesOut, p.inflight,
+	p.auditFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "coffer_audit_failures_total", Help: "Requests refused (503) because their audit record could not be made durable.",
+	})
+	p.metrics.MustRegister(p.requests, p.duration, p.bytesOut, p.inflight, p.auditFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	p.mux = http.NewServeMux()
@@ -75,7 +84,7 @@ func newPipeline(cfg pipelineConfig) *pipeline {
 		if fam == "" {
 			fam = strings.Trim(m.prefix, "/")
 		}
-		h := p.wrap(fam, m.handler)
+		h := p.wrap(fam, m.handler, m.unavailable)
 		p.mux.Handle(m.prefix, h)
 		if m.prefix != "/" {
 			p.mux.Handle(m.prefix+"/", h)
@@ -105,7 +114,7 @@ func newPipeline(cfg pipelineConfig) *pipeline {
 func (p *pipeline) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.mux.ServeHTTP(w, r) }
 
 // wrap puts a door behind the pipeline.
-func (p *pipeline) wrap(door string, next http.Handler) http.Handler {
+func (p *pipeline) wrap(door string, next http.Handler, unavailable func(http.ResponseWriter, *http.Request, *auth.Info)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		info := &auth.Info{
@@ -117,42 +126,68 @@ func (p *pipeline) wrap(door string, next http.Handler) http.Handler {
 			Principal:       auth.Anonymous,
 		}
 		w.Header().Set("X-Request-Id", info.RequestID)
+		ctx := auth.WithInfo(r.Context(), info)
+		r = r.WithContext(ctx)
 		rec := &recorder{ResponseWriter: w}
-		r = r.WithContext(auth.WithInfo(r.Context(), info))
+		// The audit record is made durable at the moment the status line is
+		// about to be sent: the outcome is known and nothing has left. If it
+		// cannot be, the client gets 503 instead (fail closed).
+		rec.commit = func(status int) error {
+			if p.cfg.Audit == nil {
+				return nil
+			}
+			err := p.cfg.Audit.Record(ctx, info, audit.Outcome{
+				Status: status, ErrorCode: info.ErrorCode, ErrorMessage: info.ErrorMessage, Duration: time.Since(start),
+			})
+			if err != nil {
+				p.cfg.Log.ErrorContext(ctx, "audit record failed; answering 503", "request_id", info.RequestID, "error", err)
+				p.auditFailures.Inc()
+				hdr := w.Header()
+				for k := range hdr {
+					if k != "X-Request-Id" {
+						hdr.Del(k)
+					}
+				}
+				hdr.Set("Retry-After", "5")
+				if unavailable != nil {
+					unavailable(w, r, info)
+				} else {
+					http.Error(w, "service unavailable: the audit trail cannot record this request", http.StatusServiceUnavailable)
+				}
+			}
+			return err
+		}
 		p.inflight.Inc()
 		defer func() {
 			p.inflight.Dec()
 			v := recover()
 			if v != nil && v != http.ErrAbortHandler {
-				p.cfg.Log.ErrorContext(r.Context(), "panic serving request", "request_id", info.RequestID,
+				p.cfg.Log.ErrorContext(ctx, "panic serving request", "request_id", info.RequestID,
 					"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 				if !rec.wrote {
+					info.ErrorCode, info.ErrorMessage = "InternalError", "internal server error"
 					http.Error(rec, "internal server error", http.StatusInternalServerError)
 				}
 			}
+			if !rec.wrote { // a handler that wrote nothing still answers 200: through the gate
+				rec.WriteHeader(http.StatusOK)
+			}
 			status := rec.status
-			if status == 0 {
-				status = http.StatusOK
+			if rec.failed {
+				status = http.StatusServiceUnavailable
 			}
 			if v == http.ErrAbortHandler {
-				status, info.ErrorCode = 499, "ABORTED"
+				status = 499
 			}
 			elapsed := time.Since(start)
 			p.requests.WithLabelValues(door, r.Method, strconv.Itoa(status)).Inc()
 			p.duration.WithLabelValues(door, r.Method).Observe(elapsed.Seconds())
 			p.bytesOut.WithLabelValues(door).Add(float64(rec.bytes))
-			p.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			p.cfg.Log.LogAttrs(ctx, slog.LevelInfo, "request",
 				slog.String("request_id", info.RequestID), slog.String("method", r.Method),
 				slog.String("path", r.URL.Path), slog.Int("status", status),
 				slog.Int64("bytes_out", rec.bytes), slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
 				slog.String("source_ip", info.SourceIP.String()), slog.String("user_agent", info.UserAgent))
-			if p.cfg.Audit != nil {
-				if err := p.cfg.Audit.Record(r.Context(), info, audit.Outcome{
-					Status: status, ErrorCode: info.ErrorCode, ErrorMessage: info.ErrorMessage, Duration: elapsed,
-				}); err != nil {
-					p.cfg.Log.ErrorContext(r.Context(), "audit record failed", "request_id", info.RequestID, "error", err)
-				}
-			}
 			if v == http.ErrAbortHandler {
 				panic(v)
 			}
@@ -181,24 +216,46 @@ func remoteIP(remoteAddr string) netip.Addr {
 	return netip.Addr{}
 }
 
-// recorder captures the status and body size for logs, metrics and audit.
+// errAuditFailed is what writes return after the audit gate refused a
+// response.
+var errAuditFailed = errors.New("response withheld: its audit record could not be made durable")
+
+// recorder captures the status and body size for logs and metrics, and
+// passes the status line through the audit gate (commit) first.
 type recorder struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
 	wrote  bool
+	failed bool // the audit gate refused: a 503 went out instead
+	commit func(status int) error
 }
 
 func (r *recorder) WriteHeader(code int) {
-	if !r.wrote {
-		r.status, r.wrote = code, true
+	if r.wrote {
+		return
+	}
+	r.status, r.wrote = code, true
+	if code >= 100 && code < 200 {
+		r.wrote = false // informational: the final status comes later
+		r.ResponseWriter.WriteHeader(code)
+		return
+	}
+	if r.commit != nil {
+		if err := r.commit(code); err != nil {
+			r.failed = true
+			return
+		}
 	}
 	r.ResponseWriter.WriteHeader(code)
 }
 
 func (r *recorder) Write(b []byte) (int, error) {
 	if !r.wrote {
-		r.status, r.wrote = http.StatusOK, true
+		r.WriteHeader(http.StatusOK)
+	}
+	if r.failed {
+		return 0, errAuditFailed
 	}
 	n, err := r.ResponseWriter.Write(b)
 	r.bytes += int64(n)

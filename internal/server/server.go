@@ -205,7 +205,10 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 	app := &App{cfg: cfg, log: log, store: store, reg: reg, accountID: accountID, iam: idsvc}
 	app.handler = newPipeline(pipelineConfig{
 		Log: log, Audit: audit.LogHook{Log: log.With("log", "audit")}, Ready: reg.Ready,
-		Routes: []mount{{prefix: "/v2", handler: ociH}, {prefix: "/", family: "aws", handler: door}},
+		Routes: []mount{
+			{prefix: "/v2", handler: ociH, unavailable: ociUnavailable},
+			{prefix: "/", family: "aws", handler: door, unavailable: awsUnavailable},
+		},
 	})
 	ok = true
 	return app, nil
