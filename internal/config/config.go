@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"github.com/cofferhq/coffer/internal/endpoint"
 	"log/slog"
 	"path/filepath"
 	"strconv"
@@ -49,6 +50,13 @@ type Config struct {
 	// COFFER_ADMIN_SECRET_ACCESS_KEY) and are never printed.
 	AdminAccessKeyID     string `json:"-"`
 	AdminSecretAccessKey string `json:"-"`
+	// PublicEndpoint serves the default listener (Listen). With false,
+	// only the configured Endpoints listen.
+	PublicEndpoint bool
+	// Endpoints are ECR-style interface VPC endpoints (issue #7): named
+	// listeners with their own services, DNS names, allowed sources, TLS
+	// and endpoint policy. Only the config file sets them.
+	Endpoints []endpoint.Config
 	// LogLevel is one of debug, info, warn, error.
 	LogLevel string
 	// LogFormat is json or text.
@@ -76,6 +84,7 @@ func Defaults() Config {
 		LogLevel:        "info",
 		LogFormat:       "json",
 		ShutdownTimeout: 30 * time.Second,
+		PublicEndpoint:  true,
 	}
 }
 
@@ -110,6 +119,8 @@ func (c Config) summary() []slog.Attr {
 		slog.String("pprof", orNote(c.Pprof, "<off>")),
 		slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
 		slog.String("config_file", orNote(c.File, "<none>")),
+		slog.Bool("public_endpoint", c.PublicEndpoint),
+		slog.Int("endpoints", len(c.Endpoints)),
 	)
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -24,8 +25,9 @@ func TestDefaults(t *testing.T) {
 		LogLevel:        "info",
 		LogFormat:       "json",
 		ShutdownTimeout: 30 * time.Second,
+		PublicEndpoint:  true,
 	}
-	if d != want {
+	if !reflect.DeepEqual(d, want) {
 		t.Errorf("Defaults() = %#v", d)
 	}
 }
@@ -130,11 +132,34 @@ func TestRootKeyPath(t *testing.T) {
 	}
 }
 
+func TestEndpointsFromFile(t *testing.T) {
+	t.Parallel()
+	good := "version: 1\npublic_endpoint: false\nendpoints:\n" +
+		"  - id: vpce-0123456789abcdef0\n    vpc_id: vpc-a1\n    listen: [\"127.0.0.2:5443\"]\n" +
+		"    services: [ecr.api, ecr.dkr]\n    dns_names: [api.ecr.us-east-1.coffer.internal]\n    allowed_cidrs: [127.0.0.0/8]\n" +
+		"    policy: '{\"Statement\":[{\"Effect\":\"Allow\",\"Principal\":\"*\",\"Action\":\"*\",\"Resource\":\"*\"}]}'\n"
+	cfg, err := load(t, good, nil, "--config", "$FILE")
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if cfg.PublicEndpoint || len(cfg.Endpoints) != 1 || cfg.Endpoints[0].ID != "vpce-0123456789abcdef0" || cfg.Endpoints[0].Services[1] != "ecr.dkr" {
+		t.Fatalf("endpoints = %+v", cfg.Endpoints)
+	}
+	bad := "version: 1\nendpoints:\n  - listen: [\"10.0.0.1:443\"]\n    services: [ecr.dkr]\n    allowed_cidrs: [10.0.0.0/40]\n    insecure: true\n" +
+		"  - listen: [\"127.0.0.3:1\"]\n    services: [ecr.api]\n    policy: '{\"Statement\":[{\"Effect\":\"Maybe\"}]}'\n    colour: red\n"
+	_, err = load(t, bad, nil, "--config", "$FILE")
+	for _, want := range []string{"field colour not found", "10.0.0.0/40", "insecure (plain HTTP) is allowed only on loopback", "Effect"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+}
+
 func TestString(t *testing.T) {
 	t.Parallel()
 	want := "listen=127.0.0.1:5000 data=./coffer-data region=us-east-1 account_id=<generated> " +
 		"create_on_push=false insecure_allow_anonymous=false root_key_file=coffer-data/root.key " +
-		"log_level=info log_format=json pprof=<off> shutdown_timeout=30s config_file=<none>"
+		"log_level=info log_format=json pprof=<off> shutdown_timeout=30s config_file=<none> public_endpoint=true endpoints=0"
 	if got := Defaults().String(); got != want {
 		t.Errorf("String() =\n%s\nwant\n%s", got, want)
 	}

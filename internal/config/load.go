@@ -5,10 +5,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/cofferhq/coffer/internal/endpoint"
 	"io"
 	"os"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -157,6 +159,9 @@ type fileConfig struct {
 	// Decoded only to refuse them with a clear message.
 	AdminAccessKeyID     yaml.Node `yaml:"admin_access_key_id"`
 	AdminSecretAccessKey yaml.Node `yaml:"admin_secret_access_key"`
+	PublicEndpoint       yaml.Node `yaml:"public_endpoint"`
+	// Endpoints is a list, decoded on its own (not a table setting).
+	Endpoints yaml.Node `yaml:"endpoints"`
 }
 
 // nodes maps settings to their fields; a test checks the YAML tags agree
@@ -177,6 +182,7 @@ func (f *fileConfig) nodes() [numSettings]*yaml.Node {
 		sShutdownTimeout:        &f.ShutdownTimeout,
 		sAdminAccessKeyID:       &f.AdminAccessKeyID,
 		sAdminSecretAccessKey:   &f.AdminSecretAccessKey,
+		sPublicEndpoint:         &f.PublicEndpoint,
 	}
 }
 
@@ -232,6 +238,13 @@ func (c *Config) loadFile(path, source string) []error {
 		errs = append(errs, fileErr("version", v.Line, fmt.Errorf("unsupported version %q; this build reads version %d", v.Value, fileVersion)))
 	}
 
+	if fc.Endpoints.Kind != 0 {
+		eps, err := decodeEndpoints(&fc.Endpoints)
+		if err != nil {
+			errs = append(errs, fileErr("endpoints", fc.Endpoints.Line, err))
+		}
+		c.Endpoints = eps
+	}
 	for id, n := range fc.nodes() {
 		if n.Kind == 0 {
 			continue
@@ -321,3 +334,35 @@ func readLimited(path string) ([]byte, error) {
 	}
 	return data, nil
 }
+
+// decodeEndpoints decodes the endpoints list strictly: unknown keys are
+// errors, as everywhere in the file.
+func decodeEndpoints(n *yaml.Node) ([]endpoint.Config, error) {
+	if n.Kind != yaml.SequenceNode {
+		return nil, errors.New("want a list of endpoints")
+	}
+	raw, err := yaml.Marshal(n)
+	if err != nil {
+		return nil, err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	var eps []endpoint.Config
+	err = dec.Decode(&eps)
+	if err == nil {
+		return eps, nil
+	}
+	// The list was re-encoded on its own: its line 1 is the file's n.Line.
+	msg := lineRE.ReplaceAllStringFunc(err.Error(), func(m string) string {
+		k, _ := strconv.Atoi(lineRE.FindStringSubmatch(m)[1])
+		return fmt.Sprintf("line %d:", k+n.Line-1)
+	})
+	msg = strings.ReplaceAll(msg, "endpoint.Config", "endpoint")
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		return eps, errors.New(msg) // known fields were decoded; validate them too
+	}
+	return nil, errors.New(msg)
+}
+
+var lineRE = regexp.MustCompile(`line (\d+):`)

@@ -24,6 +24,7 @@ const (
 	sShutdownTimeout
 	sAdminAccessKeyID
 	sAdminSecretAccessKey
+	sPublicEndpoint
 	numSettings
 )
 
@@ -109,6 +110,11 @@ var settings = [numSettings]setting{
 		key: "shutdown_timeout", env: "COFFER_SHUTDOWN_TIMEOUT", flag: "shutdown-timeout", arg: "DURATION",
 		usage: "how long a graceful shutdown may take",
 		field: func(c *Config) any { return &c.ShutdownTimeout },
+	},
+	sPublicEndpoint: {
+		key: "public_endpoint", env: "COFFER_PUBLIC_ENDPOINT", flag: "public-endpoint",
+		usage: "serve the default listener (--listen); false leaves only the configured endpoints",
+		field: func(c *Config) any { return &c.PublicEndpoint },
 	},
 	sAdminAccessKeyID: {
 		key: "admin_access_key_id", env: "COFFER_ADMIN_ACCESS_KEY_ID", secret: true,
