@@ -60,6 +60,11 @@ type Info struct {
 	Resources []string
 	// Params are non-secret request parameters for the audit record.
 	Params map[string]any
+	// EndpointID and VPCID name the network endpoint the request arrived
+	// through ("" for the public listener): aws:SourceVpce, aws:SourceVpc
+	// and the audit record's vpcEndpointId.
+	EndpointID string
+	VPCID      string
 	// ErrorCode and ErrorMessage are the protocol error the request ended
 	// with, set by the door's error writer; empty on success.
 	ErrorCode    string

@@ -34,7 +34,11 @@ type Config struct {
 	Docs      metadata.DocStore
 	AccountID string
 	Region    string
-	Now       func() time.Time
+	// EndpointPolicies are the endpoint policies by endpoint ID: a request
+	// that arrived through an endpoint must also be allowed by its policy
+	// (SPEC EPOL-03), a gate beside identity and resource policies.
+	EndpointPolicies map[string]*policy.Policy
+	Now              func() time.Time
 }
 
 // Authorizer is the decision point.
@@ -70,6 +74,10 @@ func (a *Authorizer) Authorize(ctx context.Context, info *auth.Info, action, res
 	if err != nil {
 		return fmt.Errorf("authz: resource policies: %w", err)
 	}
+	gates, err := a.gates(info)
+	if err != nil {
+		return err
+	}
 	d := policy.Decide(policy.Input{
 		Request: &policy.Request{
 			Principal: policy.Principal{ARN: p.ARN, Account: p.AccountID, Type: p.Type, RoleARN: p.RoleARN},
@@ -80,11 +88,25 @@ func (a *Authorizer) Authorize(ctx context.Context, info *auth.Info, action, res
 		ResourceAccount: a.cfg.AccountID,
 		Identity:        identity,
 		Resource:        resourcePolicies,
+		Gates:           gates,
 	})
 	if !d.Allowed {
 		return &auth.DeniedError{Principal: p.ARN, Action: action, Resource: resource, Reason: d.Reason}
 	}
 	return nil
+}
+
+// gates returns the endpoint policy of the endpoint the request arrived
+// through, if any.
+func (a *Authorizer) gates(info *auth.Info) ([]policy.Gate, error) {
+	if info.EndpointID == "" {
+		return nil, nil
+	}
+	ep, ok := a.cfg.EndpointPolicies[info.EndpointID]
+	if !ok {
+		return nil, fmt.Errorf("authz: unknown endpoint %s", info.EndpointID)
+	}
+	return []policy.Gate{{Name: "VPC endpoint policy", Policies: []*policy.Policy{ep}}}, nil
 }
 
 // resourcePolicies returns the repository policy of an ECR repository ARN
@@ -153,6 +175,8 @@ func (a *Authorizer) context(info *auth.Info) policy.Context {
 	set("aws:UserAgent", info.UserAgent)
 	set("aws:RequestedRegion", a.cfg.Region)
 	set("aws:MultiFactorAuthPresent", "false")
+	set("aws:SourceVpce", info.EndpointID)
+	set("aws:SourceVpc", info.VPCID)
 	return c
 }
 

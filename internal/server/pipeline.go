@@ -22,6 +22,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/auth"
+	"github.com/cofferhq/coffer/internal/endpoint"
 )
 
 // mount routes a path prefix (and everything below it) to a door.
@@ -32,6 +33,20 @@ type mount struct {
 	// unavailable writes the door's own 503 body when the audit record of
 	// a request cannot be made durable (fail closed); nil: plain text.
 	unavailable func(w http.ResponseWriter, r *http.Request, info *auth.Info)
+	// service names the endpoint service a request to this door needs
+	// (endpoint.ServiceECRDKR, ...); nil: any endpoint serves it.
+	service func(r *http.Request) string
+}
+
+// dkrService: /v2/ is the ecr.dkr service.
+func dkrService(*http.Request) string { return endpoint.ServiceECRDKR }
+
+// apiService: the AWS APIs are ecr.api, except KMS, its own service.
+func apiService(r *http.Request) string {
+	if strings.HasPrefix(r.Header.Get("X-Amz-Target"), "TrentService.") {
+		return endpoint.ServiceKMS
+	}
+	return endpoint.ServiceECRAPI
 }
 
 type pipelineConfig struct {
@@ -84,7 +99,7 @@ func newPipeline(cfg pipelineConfig) *pipeline {
 		if fam == "" {
 			fam = strings.Trim(m.prefix, "/")
 		}
-		h := p.wrap(fam, m.handler, m.unavailable)
+		h := p.wrap(fam, m)
 		p.mux.Handle(m.prefix, h)
 		if m.prefix != "/" {
 			p.mux.Handle(m.prefix+"/", h)
@@ -114,7 +129,8 @@ func newPipeline(cfg pipelineConfig) *pipeline {
 func (p *pipeline) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.mux.ServeHTTP(w, r) }
 
 // wrap puts a door behind the pipeline.
-func (p *pipeline) wrap(door string, next http.Handler, unavailable func(http.ResponseWriter, *http.Request, *auth.Info)) http.Handler {
+func (p *pipeline) wrap(door string, m mount) http.Handler {
+	next, unavailable := m.handler, m.unavailable
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		info := &auth.Info{
@@ -124,6 +140,10 @@ func (p *pipeline) wrap(door string, next http.Handler, unavailable func(http.Re
 			SecureTransport: r.TLS != nil,
 			UserAgent:       r.UserAgent(),
 			Principal:       auth.Anonymous,
+		}
+		ep := endpoint.For(r.Context())
+		if ep != nil {
+			info.EndpointID, info.VPCID = ep.ID, ep.VPCID
 		}
 		w.Header().Set("X-Request-Id", info.RequestID)
 		ctx := auth.WithInfo(r.Context(), info)
@@ -192,6 +212,17 @@ func (p *pipeline) wrap(door string, next http.Handler, unavailable func(http.Re
 				panic(v)
 			}
 		}()
+		if ep != nil && !ep.AllowsHost(r.Host) {
+			info.ErrorCode, info.ErrorMessage = "MisdirectedRequest", "this endpoint does not answer to that host name"
+			http.Error(rec, "misdirected request: endpoint "+ep.ID+" does not answer to that host name", http.StatusMisdirectedRequest)
+			return
+		}
+		if ep != nil && m.service != nil && !ep.Serves(m.service(r)) {
+			svc := m.service(r)
+			info.ErrorCode, info.ErrorMessage = "AccessDenied", "endpoint "+ep.ID+" does not serve "+svc
+			http.Error(rec, "endpoint "+ep.ID+" does not serve the "+svc+" service", http.StatusForbidden)
+			return
+		}
 		next.ServeHTTP(rec, r)
 	})
 }

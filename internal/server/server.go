@@ -30,6 +30,7 @@ import (
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/crypto/rootkey"
 	"github.com/cofferhq/coffer/internal/ecrapi"
+	"github.com/cofferhq/coffer/internal/endpoint"
 	"github.com/cofferhq/coffer/internal/iam"
 	"github.com/cofferhq/coffer/internal/metadata"
 	"github.com/cofferhq/coffer/internal/metadata/sqlite"
@@ -44,59 +45,45 @@ const (
 	settingRootKeyCheck = "root_key_check"
 )
 
-// Run starts Coffer with cfg and blocks until ctx is cancelled or the
+// Run starts Coffer with cfg and blocks until ctx is cancelled or a
 // listener fails, then shuts down gracefully within cfg.ShutdownTimeout.
+// It serves the public listener (cfg.Listen, unless PublicEndpoint is
+// false) and every configured endpoint.
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
-	}
-	return Serve(ctx, cfg, log, ln)
-}
-
-// Serve is Run on an existing listener (tests pass one on port 0).
-func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, ln net.Listener) error {
-	defer ln.Close()
 	app, err := Open(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer app.Close()
-
-	srv := &http.Server{
-		Handler:           app.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		// Blob bodies stream for as long as they take; idle connections and
-		// slow headers are what the timeouts bound.
-		IdleTimeout:    120 * time.Second,
-		MaxHeaderBytes: 64 << 10,
-		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	ls, err := openListeners(cfg, app.endpoints, log)
+	if err != nil {
+		return err
 	}
+	return app.serve(ctx, ls)
+}
+
+// Serve is Run on an existing listener as the public endpoint (tests pass
+// one on port 0).
+func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, ln net.Listener) error {
+	app, err := Open(ctx, cfg, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer app.Close()
+	return app.serve(ctx, []listener{{ep: &endpoint.Endpoint{Public: true}, ln: ln}})
+}
+
+func (a *App) serve(ctx context.Context, ls []listener) error {
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
-	go app.reg.Run(bg, 5*time.Second)
-
-	if cfg.Pprof != "" {
-		go servePprof(bg, cfg.Pprof, log)
+	go a.reg.Run(bg, 5*time.Second)
+	if a.cfg.Pprof != "" {
+		go servePprof(bg, a.cfg.Pprof, a.log)
 	}
-
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	log.Info("coffer serving", "address", ln.Addr().String(), "region", cfg.Region,
-		"account_id", app.accountID, "data", cfg.DataDir, "create_on_push", cfg.CreateOnPush)
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		srv.Close()
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	return nil
+	a.log.Info("coffer serving", "region", a.cfg.Region, "account_id", a.accountID, "data", a.cfg.DataDir,
+		"create_on_push", a.cfg.CreateOnPush, "endpoints", len(a.endpoints))
+	return serveListeners(ctx, ls, a.Handler(), a.cfg.ShutdownTimeout, a.log)
 }
 
 // App is an opened Coffer: its stores, keys and handlers.
@@ -107,6 +94,7 @@ type App struct {
 	reg       *registry.Registry
 	accountID string
 	iam       *iam.Service
+	endpoints []*endpoint.Endpoint
 	handler   http.Handler
 }
 
@@ -171,7 +159,15 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 	if err != nil {
 		return nil, err
 	}
-	decider, err := authz.New(authz.Config{IAM: idsvc, Docs: store, AccountID: accountID, Region: cfg.Region})
+	eps, err := Endpoints(cfg)
+	if err != nil {
+		return nil, err
+	}
+	epPolicies, err := endpointPolicies(eps)
+	if err != nil {
+		return nil, err
+	}
+	decider, err := authz.New(authz.Config{IAM: idsvc, Docs: store, AccountID: accountID, Region: cfg.Region, EndpointPolicies: epPolicies})
 	if err != nil {
 		return nil, err
 	}
@@ -202,12 +198,12 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 		return nil, err
 	}
 	door := &awsDoor{verifier: verifier, ecr: ecrH, iam: iamH, sts: stsH, limiter: limiter, log: log}
-	app := &App{cfg: cfg, log: log, store: store, reg: reg, accountID: accountID, iam: idsvc}
+	app := &App{cfg: cfg, log: log, store: store, reg: reg, accountID: accountID, iam: idsvc, endpoints: eps}
 	app.handler = newPipeline(pipelineConfig{
 		Log: log, Audit: audit.LogHook{Log: log.With("log", "audit")}, Ready: reg.Ready,
 		Routes: []mount{
-			{prefix: "/v2", handler: ociH, unavailable: ociUnavailable},
-			{prefix: "/", family: "aws", handler: door, unavailable: awsUnavailable},
+			{prefix: "/v2", handler: ociH, unavailable: ociUnavailable, service: dkrService},
+			{prefix: "/", family: "aws", handler: door, unavailable: awsUnavailable, service: apiService},
 		},
 	})
 	ok = true
