@@ -9,8 +9,10 @@ import (
 // RepoName is a validated ECR repository name.
 type RepoName string
 
-// ECR's grammar: 2-256 characters, lowercase segments joined by '/'.
-var repoNameRE = regexp.MustCompile(`^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$`)
+// ECR's grammar (the botocore model's RepositoryName pattern, also the OCI
+// one): 2-256 characters, lowercase segments joined by '/', whose parts
+// are separated by '.', '_', '__' or a run of '-'.
+var repoNameRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
 
 // ParseRepoName validates an ECR repository name.
 func ParseRepoName(s string) (RepoName, error) {
@@ -18,7 +20,7 @@ func ParseRepoName(s string) (RepoName, error) {
 		return "", fmt.Errorf("%w: repository name must be 2 to 256 characters long", ErrNameInvalid)
 	}
 	if !repoNameRE.MatchString(s) {
-		return "", fmt.Errorf("%w: repository name %q must be lowercase segments of [a-z0-9] separated by '.', '_' or '-', joined by '/'", ErrNameInvalid, s)
+		return "", fmt.Errorf("%w: repository name %q must be lowercase segments of [a-z0-9] separated by '.', '_', '__' or dashes, joined by '/'", ErrNameInvalid, s)
 	}
 	return RepoName(s), nil
 }
