@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os/exec"
-	"strings"
 	"testing"
 
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
@@ -84,26 +82,5 @@ func BenchmarkSigningKey(b *testing.B) {
 	var m macer
 	for b.Loop() {
 		m.signingKey(secret, "20240501", testRegion, "ecr")
-	}
-}
-
-// TestProductionStandardLibraryOnly: the package itself (tests aside)
-// imports only the standard library and internal/auth; aws-sdk-go-v2 is a
-// test oracle, never a production dependency.
-func TestProductionStandardLibraryOnly(t *testing.T) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("cannot check dependencies without the go command: %v", err)
-	}
-	out, err := exec.Command(goBin, "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list: %v\n%s", err, out)
-	}
-	for _, p := range strings.Fields(string(out)) {
-		switch p {
-		case "github.com/cofferhq/coffer/internal/auth/sigv4", "github.com/cofferhq/coffer/internal/auth":
-		default:
-			t.Errorf("non-standard production dependency: %s", p)
-		}
 	}
 }
