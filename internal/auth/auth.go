@@ -60,6 +60,26 @@ type Info struct {
 	Resources []string
 	// Params are non-secret request parameters for the audit record.
 	Params map[string]any
+	// ResponseElements are non-secret response fields for the audit
+	// record (CloudTrail's responseElements); nil records null.
+	ResponseElements map[string]any
+	// InvokedBy names the AWS service that made the call on the
+	// principal's behalf, e.g. "ecr.amazonaws.com" for the KMS calls ECR
+	// makes for a push; "" when the principal called directly.
+	InvokedBy string
+	// EventType is the audit record's eventType; "" means AwsApiCall.
+	// "AwsServiceEvent" marks an event the service produced on its own
+	// (a lifecycle expiry, an audit-retention deletion), described by
+	// ServiceEventDetails.
+	EventType           string
+	ServiceEventDetails map[string]any
+	// TLSVersion and TLSCipherSuite describe the client's TLS connection
+	// (crypto/tls VersionName and CipherSuiteName; "" without TLS), and
+	// Host is the Host header the client sent: the audit record's
+	// tlsDetails.
+	TLSVersion     string
+	TLSCipherSuite string
+	Host           string
 	// EndpointID and VPCID name the network endpoint the request arrived
 	// through ("" for the public listener): aws:SourceVpce, aws:SourceVpc
 	// and the audit record's vpcEndpointId.

@@ -10,6 +10,7 @@
 package ecrapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/internal/auth"
+	"github.com/cofferhq/coffer/internal/auth/presign"
 	"github.com/cofferhq/coffer/internal/auth/token"
 	"github.com/cofferhq/coffer/internal/registry"
 )
@@ -36,8 +38,11 @@ type Config struct {
 	Registry *registry.Registry
 	Authz    auth.Authorizer
 	Tokens   *token.Key
-	Log      *slog.Logger
-	Now      func() time.Time
+	// Presign signs layer download URLs (GetDownloadUrlForLayer); without
+	// it that operation answers UnsupportedOperationException.
+	Presign *presign.Key
+	Log     *slog.Logger
+	Now     func() time.Time
 }
 
 // Handler serves the ECR API.
@@ -73,6 +78,10 @@ func New(cfg Config) (*Handler, error) {
 	return h, nil
 }
 
+// bodyLimits raise maxBody for operations that carry more (UploadLayerPart);
+// their files set them.
+var bodyLimits = map[string]int{}
+
 // opGroups are the implemented operations, one table per file (tokenOps,
 // and the repository, policy, image and layer tables as they land).
 var opGroups = []map[string]op{tokenOps}
@@ -104,11 +113,15 @@ func (h *Handler) serve(r *http.Request, info *auth.Info, name string) (any, err
 		return nil, &Error{Type: "UnsupportedOperationException", Status: http.StatusBadRequest,
 			Message: fmt.Sprintf("Coffer does not implement the ECR operation %s yet", name)}
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	limit := maxBody
+	if n, ok := bodyLimits[name]; ok {
+		limit = n
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, int64(limit)+1))
 	if err != nil {
 		return nil, &Error{Type: "InvalidParameterException", Status: http.StatusBadRequest, Message: "could not read the request body"}
 	}
-	if len(body) > maxBody {
+	if len(body) > limit {
 		return nil, &Error{Type: "InvalidParameterException", Status: http.StatusBadRequest, Message: "request body too large"}
 	}
 	return fn(h, r, info, body)
@@ -119,7 +132,7 @@ func decode(body []byte, v any) error {
 	if len(body) == 0 {
 		body = []byte("{}")
 	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return &Error{Type: "SerializationException", Status: http.StatusBadRequest, Message: "could not parse the request: " + err.Error()}
@@ -132,6 +145,9 @@ type Error struct {
 	Type    string
 	Status  int
 	Message string
+	// Fields are further members of the error shape (e.g.
+	// InvalidLayerPartException's lastValidByteReceived).
+	Fields map[string]any
 }
 
 func (e *Error) Error() string { return e.Type + ": " + e.Message }
@@ -151,7 +167,13 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 // ({"__type", "message"} and x-amzn-ErrorType).
 func WriteError(w http.ResponseWriter, e *Error) {
 	w.Header().Set("x-amzn-ErrorType", e.Type)
-	WriteJSON(w, e.Status, map[string]string{"__type": e.Type, "message": e.Message})
+	body := map[string]any{"__type": e.Type, "message": e.Message}
+	for k, v := range e.Fields {
+		if _, taken := body[k]; !taken {
+			body[k] = v
+		}
+	}
+	WriteJSON(w, e.Status, body)
 }
 
 func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, info *auth.Info, err error) {

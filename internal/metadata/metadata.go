@@ -29,6 +29,10 @@ var (
 	ErrManifestUnknown   = errors.New("metadata: referenced manifest unknown")
 	ErrTagImmutable      = errors.New("metadata: tag is immutable")
 	ErrConflict          = errors.New("metadata: concurrent modification")
+	// ErrImmutableField reports an UpdateRepository that tried to change a
+	// field fixed at creation (the encryption configuration among them,
+	// SPEC ENC-07).
+	ErrImmutableField = errors.New("metadata: field cannot change after creation")
 )
 
 // Encryption types, as ECR names them.
@@ -120,7 +124,11 @@ type Manifest struct {
 	Annotations  map[string]string
 	PushedAt     time.Time
 	LastPulledAt time.Time // zero if never pulled
-	Tags         []string  // filled by ListManifests only
+	Tags         []string  // filled by ListManifests and ListImages only
+	// ImageSize is ECR's imageSizeInBytes, computed at push: the sum of the
+	// image's layer sizes, or for an index the largest of its children's.
+	// -1 for manifests stored before it was recorded.
+	ImageSize int64
 }
 
 // PutManifest describes one manifest write.
@@ -167,6 +175,38 @@ type Store interface {
 	// any more (its manifests' objects, its uploads' parts, and blobs of its
 	// own domain) so the caller can delete them; ErrNotFound if absent.
 	DeleteRepository(ctx context.Context, name string) (orphans []string, err error)
+
+	// CreateRepositoryWith is CreateRepository with companion documents in
+	// the same transaction: after the row is inserted, fn writes the
+	// documents that belong to the new repository (its tags). If fn fails,
+	// nothing is created and fn's error is returned (wrapped). ErrExists if
+	// the name is taken; fn is then not called.
+	CreateRepositoryWith(ctx context.Context, r Repository, fn func(DocTx) error) error
+	// UpdateRepository changes a repository's settings in one transaction:
+	// fn edits the stored repository in place, or returns an error to refuse
+	// (returned wrapped; nothing changes). Only TagMutability,
+	// TagMutabilityExclusions and ScanOnPush may change: an edit of ID, Name,
+	// Domain, EncryptionType, KMSKey or CreatedAt fails with
+	// ErrImmutableField and changes nothing, so no caller can alter the
+	// encryption configuration (SPEC ENC-07). It returns the repository as
+	// stored; ErrNotFound if absent (fn is then not called).
+	UpdateRepository(ctx context.Context, name string, fn func(*Repository) error) (Repository, error)
+	// UpdateRepositoryDocs runs fn in one write transaction in which the
+	// repository exists and cannot be deleted concurrently: documents that
+	// belong to a repository (its policy, its tags) are written only while it
+	// exists, so none can outlive it and attach to a later repository of the
+	// same name. fn's error rolls back and is returned (wrapped); ErrNotFound
+	// if the repository is absent (fn is then not called).
+	UpdateRepositoryDocs(ctx context.Context, name string, fn func(Repository, DocTx) error) error
+	// DeleteRepositoryWith is DeleteRepository with a guard and companion
+	// documents in the same transaction: before anything is deleted, fn sees
+	// the repository, whether it holds any manifest, and the documents. If
+	// fn returns an error nothing changes and the error is returned
+	// (wrapped); otherwise fn's document writes (deleting the repository's
+	// policy and tags) commit together with the deletion. It returns the
+	// deleted repository and the orphaned storage keys as DeleteRepository
+	// does; ErrNotFound if absent (fn is then not called).
+	DeleteRepositoryWith(ctx context.Context, name string, fn func(r Repository, hasManifests bool, docs DocTx) error) (Repository, []string, error)
 
 	// GetBlob returns the committed blob (Domain, Digest), or ErrNotFound.
 	GetBlob(ctx context.Context, domain, digest string) (Blob, error)
@@ -226,4 +266,69 @@ type Store interface {
 	ListManifests(ctx context.Context, repoID, after string, limit int) ([]Manifest, error)
 	// RecordPull sets LastPulledAt of a manifest (best effort, may be batched).
 	RecordPull(ctx context.Context, repoID, digest string, at time.Time) error
+
+	// Images (ECR API)
+
+	// ListImages returns up to q.Limit manifests of the repository with
+	// digests from q.From on (inclusive), in digest order, each with its
+	// Tags sorted, keeping only those q.TagStatus selects (limit <= 0: no
+	// limit), from one consistent snapshot. ObjectKey and Annotations may
+	// be left empty: listing needs only what ECR's image views show. With a
+	// tag filter and q.Window > 0, at most q.Window manifests are examined;
+	// see ImagePage.ScannedTo.
+	ListImages(ctx context.Context, repoID string, q ImageQuery) (ImagePage, error)
+	// ImageTags returns the tags pointing at a manifest, sorted (none: nil).
+	ImageTags(ctx context.Context, repoID, digest string) ([]string, error)
+	// DeleteImage deletes the ECR way, in one transaction. With a tag: the
+	// tag goes (ErrNotFound if absent; ErrImageTagMismatch if digest is not
+	// "" and the tag points elsewhere), and the manifest too once no tag
+	// points at it, unless another manifest of the repository references it.
+	// With tag "": the manifest and all its tags go (ErrNotFound if absent;
+	// ErrImageReferenced if an index of the repository references it).
+	DeleteImage(ctx context.Context, repoID, digest, tag string) (ImageDeletion, error)
+	// BlobReferenced reports whether a manifest of the repository references
+	// the blob (as config or layer).
+	BlobReferenced(ctx context.Context, repoID, digest string) (bool, error)
 }
+
+// Tag filters of ImageQuery (ECR's tagStatus).
+const (
+	TagStatusAny      = "ANY"
+	TagStatusTagged   = "TAGGED"
+	TagStatusUntagged = "UNTAGGED"
+)
+
+// ImageQuery selects a page of images.
+type ImageQuery struct {
+	From      string // first digest to consider (inclusive); "" for the start
+	TagStatus string // TagStatusAny ("" too), TagStatusTagged or TagStatusUntagged
+	Limit     int
+	// Window bounds how many manifests a filtered query examines, so that
+	// a page costs the same however rare the matches are (0: no bound).
+	Window int
+}
+
+// ImagePage is one page of ListImages.
+type ImagePage struct {
+	Images []Manifest
+	// ScannedTo is the last digest examined when the Window ran out before
+	// Limit images matched: the page is short, and the listing continues
+	// after ScannedTo. "" otherwise.
+	ScannedTo string
+}
+
+// ImageDeletion reports what DeleteImage removed.
+type ImageDeletion struct {
+	Digest          string   // the manifest's digest
+	Tags            []string // tags removed, sorted
+	ManifestDeleted bool
+	// ObjectKey is the deleted manifest's storage key, for the caller to
+	// delete ("" when the manifest stays).
+	ObjectKey string
+}
+
+// Sentinel errors of DeleteImage.
+var (
+	ErrImageTagMismatch = errors.New("metadata: tag points at another digest")
+	ErrImageReferenced  = errors.New("metadata: manifest is referenced by an index")
+)

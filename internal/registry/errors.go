@@ -28,6 +28,34 @@ var (
 	ErrNotBuilt = errors.New("not built yet")
 )
 
+// Sentinels of the ECR image operations.
+var (
+	// ErrManifestChildUnknown accompanies ErrManifestBlobUnknown when the
+	// missing reference is an index's child manifest (ECR
+	// ReferencedImagesNotFoundException).
+	ErrManifestChildUnknown = errors.New("manifest list references an image that does not exist")
+	// ErrImageReferenced refuses to delete a manifest an index lists.
+	ErrImageReferenced = errors.New("image is referenced by a manifest list")
+	// ErrTagMismatch reports a tag that points at another digest than the
+	// one given with it.
+	ErrTagMismatch = errors.New("image tag does not match the digest")
+)
+
+// TagImmutableError refuses to move a tag the repository's immutability
+// settings protect. Its text is ECR's message, so both doors (OCI manifest
+// PUT and ECR PutImage) answer with the same words.
+type TagImmutableError struct {
+	Tag        string
+	Repository string
+}
+
+func (e *TagImmutableError) Error() string {
+	return fmt.Sprintf("The image tag '%s' already exists in the '%s' repository and cannot be overwritten because the repository is immutable.", e.Tag, e.Repository)
+}
+
+// Is makes errors.Is(err, ErrTagImmutable) true.
+func (e *TagImmutableError) Is(target error) bool { return target == ErrTagImmutable }
+
 // RangeError reports a chunk that does not start where the upload ends.
 type RangeError struct {
 	Size int64 // bytes the session holds

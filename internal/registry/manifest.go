@@ -64,6 +64,9 @@ type parsedManifest struct {
 	artifactType string
 	subject      string
 	refs         []metadata.Ref
+	// layers are the digests of the layers stored in the repository (not
+	// foreign ones), in manifest order, repeats included: the image size.
+	layers []string
 }
 
 func manifestErr(format string, args ...any) error {
@@ -127,6 +130,7 @@ func parseManifest(contentType string, body []byte) (parsedManifest, error) {
 				continue // foreign layer: its blob may live elsewhere (WIN-09)
 			}
 			p.refs = append(p.refs, metadata.Ref{Digest: l.Digest, Kind: metadata.RefBlob})
+			p.layers = append(p.layers, l.Digest)
 		}
 	case MediaTypeOCIIndex, MediaTypeDockerList:
 		if doc.Config != nil || doc.Layers != nil {
@@ -178,8 +182,9 @@ func dedupRefs(refs []metadata.Ref) []metadata.Ref {
 
 // PutManifestResult reports a stored manifest.
 type PutManifestResult struct {
-	Digest  Digest
-	Subject string
+	Digest    Digest
+	Subject   string
+	MediaType string // the manifest's media type, as stored
 }
 
 // PutManifest stores a manifest under ref (a tag, or its own digest) in
@@ -211,6 +216,7 @@ func (r *Registry) PutManifest(ctx context.Context, repo metadata.Repository, re
 	if err != nil {
 		return PutManifestResult{}, err
 	}
+	size := r.imageSize(ctx, repo, p)
 	key := manifestKey(repo.ID, d)
 	if _, err := r.writeObject(ctx, repo, key, bytes.NewReader(body), nil, sum[:]); err != nil {
 		return PutManifestResult{}, err
@@ -221,7 +227,8 @@ func (r *Registry) PutManifest(ctx context.Context, repo metadata.Repository, re
 			ObjectKey: key, ArtifactType: p.artifactType, Subject: p.subject,
 			// Annotations stay in the encrypted manifest only: they are
 			// content, and the metadata store is not encrypted.
-			PushedAt: r.now().UTC(),
+			PushedAt:  r.now().UTC(),
+			ImageSize: size,
 		},
 		Refs:      p.refs,
 		Tag:       tag,
@@ -234,15 +241,15 @@ func (r *Registry) PutManifest(ctx context.Context, repo metadata.Repository, re
 	case errors.Is(err, metadata.ErrBlobUnknown):
 		return PutManifestResult{}, fmt.Errorf("%w: %v", ErrManifestBlobUnknown, err)
 	case errors.Is(err, metadata.ErrManifestUnknown):
-		return PutManifestResult{}, fmt.Errorf("%w: %v", ErrManifestBlobUnknown, err)
+		return PutManifestResult{}, fmt.Errorf("%w: %w: %v", ErrManifestBlobUnknown, ErrManifestChildUnknown, err)
 	case errors.Is(err, metadata.ErrTagImmutable):
-		return PutManifestResult{}, fmt.Errorf("%w: The image tag '%s' already exists in the '%s' repository and cannot be overwritten because the repository is immutable.", ErrTagImmutable, tag, repo.Name)
+		return PutManifestResult{}, &TagImmutableError{Tag: tag, Repository: repo.Name}
 	case errors.Is(err, metadata.ErrRepositoryUnknown):
 		return PutManifestResult{}, fmt.Errorf("%w: repository %s does not exist", ErrNameUnknown, repo.Name)
 	case err != nil:
 		return PutManifestResult{}, fmt.Errorf("put manifest %s: %w", d, err)
 	}
-	return PutManifestResult{Digest: d, Subject: p.subject}, nil
+	return PutManifestResult{Digest: d, Subject: p.subject, MediaType: p.mediaType}, nil
 }
 
 // TagImmutable returns the repository's rule for whether an existing tag may

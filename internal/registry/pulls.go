@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/cofferhq/coffer/internal/metadata"
 )
 
 // pullRecorder batches lastRecordedPullTime updates so a manifest GET never
@@ -53,4 +55,17 @@ func (r *Registry) Run(ctx context.Context, interval time.Duration) {
 			}
 		}
 	}
+}
+
+// LastPull returns when m was last pulled: its stored LastPulledAt, or a
+// later pull still waiting in the batch (ECR DescribeImages'
+// lastRecordedPullTime). Zero if never pulled.
+func (r *Registry) LastPull(m metadata.Manifest) time.Time {
+	r.pulls.mu.Lock()
+	t, ok := r.pulls.pending[[2]string{m.RepoID, m.Digest}]
+	r.pulls.mu.Unlock()
+	if ok && t.After(m.LastPulledAt) {
+		return t
+	}
+	return m.LastPulledAt
 }

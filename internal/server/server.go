@@ -171,7 +171,11 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 	if err != nil {
 		return nil, err
 	}
-	verifier, err := sigv4.New(sigv4.Config{Region: cfg.Region, Keys: keyStore{iam: idsvc}})
+	presigner, err := presignKey(ctx, store, root)
+	if err != nil {
+		return nil, err
+	}
+	verifier, err := sigv4.New(sigv4.Config{Region: cfg.Region, Keys: keyStore{iam: idsvc}, MaxBody: ecrapi.MaxLayerPartBody})
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +193,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 	if err != nil {
 		return nil, err
 	}
-	ecrH, err := ecrapi.New(ecrapi.Config{Registry: reg, Authz: decider, Tokens: tokens, Log: log})
+	ecrH, err := ecrapi.New(ecrapi.Config{Registry: reg, Authz: decider, Tokens: tokens, Presign: presigner, Log: log})
 	if err != nil {
 		return nil, err
 	}
@@ -203,6 +207,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 		Log: log, Audit: audit.LogHook{Log: log.With("log", "audit")}, Ready: reg.Ready,
 		Routes: []mount{
 			{prefix: "/v2", handler: ociH, unavailable: ociUnavailable, service: dkrService},
+			{prefix: layerDownloadMount, family: "layers", handler: ecrH.LayerDownloads(), service: s3Service},
 			{prefix: "/", family: "aws", handler: door, unavailable: awsUnavailable, service: apiService},
 		},
 	})

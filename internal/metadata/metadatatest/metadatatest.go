@@ -46,12 +46,14 @@ func Run(t *testing.T, newStore func(t *testing.T) metadata.Store) {
 	groups := [][]testCase{
 		basicTests(),
 		repositoryTests(),
+		repositoryUpdateTests(),
 		blobTests(),
 		uploadTests(),
 		manifestTests(),
 		tagTests(),
 		concurrencyTests(),
 		documentTests(),
+		imageTests(),
 	}
 	for _, g := range groups {
 		for _, tc := range g {

@@ -12,7 +12,7 @@ import (
 
 // manifestColumns are selected from manifests aliased as m.
 const manifestColumns = `m.repo_id, m.digest, m.media_type, m.size, m.object_key,
-	m.artifact_type, m.subject, m.annotations, m.pushed_at, m.last_pulled_at`
+	m.artifact_type, m.subject, m.annotations, m.pushed_at, m.last_pulled_at, m.image_size`
 
 func scanManifest(sc scanner, extra ...any) (metadata.Manifest, error) {
 	var (
@@ -23,7 +23,7 @@ func scanManifest(sc scanner, extra ...any) (metadata.Manifest, error) {
 		pulled      sql.NullInt64
 	)
 	dest := append([]any{&m.RepoID, &m.Digest, &m.MediaType, &m.Size, &m.ObjectKey,
-		&m.ArtifactType, &subject, &annotations, &pushed, &pulled}, extra...)
+		&m.ArtifactType, &subject, &annotations, &pushed, &pulled, &m.ImageSize}, extra...)
 	if err := sc.Scan(dest...); err != nil {
 		return metadata.Manifest{}, err
 	}
@@ -62,11 +62,11 @@ func (s *Store) PutManifest(ctx context.Context, p metadata.PutManifest) (metada
 			return err
 		}
 		ins, err := tx.ExecContext(ctx, `INSERT INTO manifests (repo_id, digest, media_type, size,
-				object_key, artifact_type, subject, annotations, pushed_at, last_pulled_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+				object_key, artifact_type, subject, annotations, pushed_at, last_pulled_at, image_size)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (repo_id, digest) DO NOTHING`,
 			m.RepoID, m.Digest, m.MediaType, m.Size, m.ObjectKey, m.ArtifactType,
-			nullString(m.Subject), ann, micros(m.PushedAt), nullMicros(m.LastPulledAt))
+			nullString(m.Subject), ann, micros(m.PushedAt), nullMicros(m.LastPulledAt), m.ImageSize)
 		if err != nil {
 			return err
 		}

@@ -64,6 +64,12 @@ func scanRepository(sc scanner) (metadata.Repository, error) {
 // CreateRepository inserts a repository; ErrExists if the name (or the ID)
 // is taken.
 func (s *Store) CreateRepository(ctx context.Context, r metadata.Repository) error {
+	return s.CreateRepositoryWith(ctx, r, nil)
+}
+
+// CreateRepositoryWith inserts a repository and, in the same transaction,
+// lets fn (if not nil) write its documents.
+func (s *Store) CreateRepositoryWith(ctx context.Context, r metadata.Repository, fn func(metadata.DocTx) error) error {
 	if r.ID == "" || r.Name == "" || r.Domain == "" {
 		return fmt.Errorf("create repository %q: ID, Name and Domain are required", r.Name)
 	}
@@ -76,13 +82,72 @@ func (s *Store) CreateRepository(ctx context.Context, r metadata.Repository) err
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			r.ID, r.Name, r.Domain, r.EncryptionType, r.KMSKey, r.TagMutability,
 			ex, r.ScanOnPush, micros(r.CreatedAt))
-		return err
+		if isUnique(err) {
+			return metadata.ErrExists
+		}
+		if err != nil || fn == nil {
+			return err
+		}
+		return fn(docTx{ctx: ctx, tx: tx})
 	})
-	if isUnique(err) {
-		return fmt.Errorf("create repository %q: %w", r.Name, metadata.ErrExists)
-	}
 	if err != nil {
 		return fmt.Errorf("create repository %q: %w", r.Name, err)
+	}
+	return nil
+}
+
+// UpdateRepository changes the mutable settings of a repository in one
+// transaction; see metadata.Store.
+func (s *Store) UpdateRepository(ctx context.Context, name string, fn func(*metadata.Repository) error) (metadata.Repository, error) {
+	var out metadata.Repository
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		old, err := scanRepository(tx.QueryRowContext(ctx, qGetRepository, name))
+		if err != nil {
+			return notFound(err)
+		}
+		next := old
+		next.TagMutabilityExclusions = slices.Clone(old.TagMutabilityExclusions)
+		if err := fn(&next); err != nil {
+			return err
+		}
+		if next.ID != old.ID || next.Name != old.Name || next.Domain != old.Domain ||
+			next.EncryptionType != old.EncryptionType || next.KMSKey != old.KMSKey ||
+			!next.CreatedAt.Equal(old.CreatedAt) {
+			return fmt.Errorf("%w: only the tag mutability, its exclusions and scan-on-push can change", metadata.ErrImmutableField)
+		}
+		ex, err := jsonStrings(next.TagMutabilityExclusions)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx,
+			`UPDATE repositories SET tag_mutability = ?, tag_exclusions = ?, scan_on_push = ? WHERE id = ?`,
+			next.TagMutability, ex, next.ScanOnPush, old.ID); err != nil {
+			return err
+		}
+		// Return what a later GetRepository returns (an empty exclusion
+		// list reads back as nil).
+		next.TagMutabilityExclusions, err = parseStrings(ex)
+		out = next
+		return err
+	})
+	if err != nil {
+		return metadata.Repository{}, fmt.Errorf("update repository %q: %w", name, err)
+	}
+	return out, nil
+}
+
+// UpdateRepositoryDocs runs fn with the documents in a write transaction in
+// which the repository exists; see metadata.Store.
+func (s *Store) UpdateRepositoryDocs(ctx context.Context, name string, fn func(metadata.Repository, metadata.DocTx) error) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		r, err := scanRepository(tx.QueryRowContext(ctx, qGetRepository, name))
+		if err != nil {
+			return notFound(err)
+		}
+		return fn(r, docTx{ctx: ctx, tx: tx})
+	})
+	if err != nil {
+		return fmt.Errorf("update documents of repository %q: %w", name, err)
 	}
 	return nil
 }
@@ -125,13 +190,34 @@ func (s *Store) ListRepositories(ctx context.Context, after string, limit int) (
 // blob in that domain. Blobs of a shared domain stay; GC collects them once
 // no repository links them.
 func (s *Store) DeleteRepository(ctx context.Context, name string) ([]string, error) {
-	var orphans []string
+	_, orphans, err := s.DeleteRepositoryWith(ctx, name, nil)
+	return orphans, err
+}
+
+// DeleteRepositoryWith is DeleteRepository guarded by fn (if not nil), which
+// sees the repository, whether it holds a manifest, and the documents,
+// inside the deleting transaction; see metadata.Store.
+func (s *Store) DeleteRepositoryWith(ctx context.Context, name string, fn func(metadata.Repository, bool, metadata.DocTx) error) (metadata.Repository, []string, error) {
+	var (
+		repo    metadata.Repository
+		orphans []string
+	)
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		var id, domain string
-		err := tx.QueryRowContext(ctx, `SELECT id, domain FROM repositories WHERE name = ?`, name).
-			Scan(&id, &domain)
+		var err error
+		repo, err = scanRepository(tx.QueryRowContext(ctx, qGetRepository, name))
 		if err != nil {
 			return notFound(err)
+		}
+		id, domain := repo.ID, repo.Domain
+		if fn != nil {
+			var hasManifests bool
+			if err := tx.QueryRowContext(ctx,
+				`SELECT EXISTS (SELECT 1 FROM manifests WHERE repo_id = ?)`, id).Scan(&hasManifests); err != nil {
+				return fmt.Errorf("count manifests: %w", err)
+			}
+			if err := fn(repo, hasManifests, docTx{ctx: ctx, tx: tx}); err != nil {
+				return err
+			}
 		}
 		keys, err := queryStrings(ctx, tx, `SELECT object_key FROM manifests WHERE repo_id = ?`, id)
 		if err != nil {
@@ -170,10 +256,10 @@ func (s *Store) DeleteRepository(ctx context.Context, name string) ([]string, er
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("delete repository %q: %w", name, err)
+		return metadata.Repository{}, nil, fmt.Errorf("delete repository %q: %w", name, err)
 	}
 	slices.Sort(orphans)
-	return slices.Compact(orphans), nil
+	return repo, slices.Compact(orphans), nil
 }
 
 // queryStrings returns the single string column of a query's rows.

@@ -1,0 +1,54 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/cofferhq/coffer/internal/auth/presign"
+	"github.com/cofferhq/coffer/internal/crypto/rootkey"
+	"github.com/cofferhq/coffer/internal/ecrapi"
+	"github.com/cofferhq/coffer/internal/endpoint"
+	"github.com/cofferhq/coffer/internal/metadata"
+)
+
+const settingPresignKey = "presign_signing_key"
+
+// presignKey returns the key of presigned layer download URLs
+// (GetDownloadUrlForLayer), generated once and kept sealed under the root
+// key in the metadata store, like the registry-token key but separate from
+// it: a URL key cannot mint registry tokens, nor a token key URLs, and
+// every replica sharing the metadata verifies the same URLs.
+func presignKey(ctx context.Context, store metadata.Store, root *rootkey.Key) (*presign.Key, error) {
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, err
+	}
+	ec := map[string]string{"coffer:secret": settingPresignKey}
+	sealed, err := root.Wrap(secret, ec)
+	if err != nil {
+		return nil, err
+	}
+	stored, err := store.PutSettingIfAbsent(ctx, settingPresignKey, base64.StdEncoding.EncodeToString(sealed))
+	if err != nil {
+		return nil, fmt.Errorf("presign key: %w", err)
+	}
+	raw, err := base64.StdEncoding.DecodeString(stored)
+	if err != nil {
+		return nil, fmt.Errorf("presign key: stored value is not base64")
+	}
+	key, err := root.Unwrap(raw, ec)
+	if err != nil {
+		return nil, fmt.Errorf("presign key: does not open under the root key")
+	}
+	return presign.NewKey(key)
+}
+
+// layerDownloadMount is the pipeline route of presigned layer downloads.
+var layerDownloadMount = strings.TrimSuffix(ecrapi.LayerDownloadPath, "/")
+
+// s3Service: presigned layer downloads are the s3 service (SPEC STO-03).
+func s3Service(*http.Request) string { return endpoint.ServiceS3 }
