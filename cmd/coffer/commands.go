@@ -47,6 +47,14 @@ var commands = []command{
 		run:    runServe,
 	},
 	{
+		name:     "audit",
+		synopsis: "verify|tail|public-key [flags]",
+		summary:  "verify, follow or export the key of the audit trail",
+		about:    auditAbout,
+		config:   true,
+		run:      runAudit,
+	},
+	{
 		name:    "version",
 		summary: "print the version",
 		about:   "Version prints coffer's version, VCS revision, Go version and platform.",

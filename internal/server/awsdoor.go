@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/auth"
 	"github.com/cofferhq/coffer/internal/auth/sigv4"
 	"github.com/cofferhq/coffer/internal/ecrapi"
@@ -22,15 +23,20 @@ type awsDoor struct {
 	ecr      http.Handler
 	iam      http.Handler // Query protocol, SigV4 service "iam"
 	sts      http.Handler // Query protocol, SigV4 service "sts"
-	limiter  *auth.FailureLimiter
-	log      *slog.Logger
+	kms      http.Handler // JSON protocol, SigV4 service "kms"
+	// cloudtrail serves LookupEvents, SigV4 service "cloudtrail".
+	cloudtrail http.Handler
+	limiter    *auth.FailureLimiter
+	log        *slog.Logger
 }
 
 // jsonServices maps X-Amz-Target prefixes to SigV4 service names.
 var jsonServices = map[string]string{
-	ecrapi.TargetPrefix: "ecr",
-	"TrentService.":     "kms",
-	"com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.": "cloudtrail",
+	ecrapi.TargetPrefix:          "ecr",
+	"TrentService.":              "kms",
+	audit.CloudTrailTargetPrefix: "cloudtrail",
+	// aws-sdk-go-v2 sends the short form.
+	audit.CloudTrailShortTargetPrefix: "cloudtrail",
 }
 
 func (d *awsDoor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -87,6 +93,10 @@ func (d *awsDoor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		d.iam.ServeHTTP(w, r)
 	case "sts":
 		d.sts.ServeHTTP(w, r)
+	case "kms":
+		d.kms.ServeHTTP(w, r)
+	case "cloudtrail":
+		d.cloudtrail.ServeHTTP(w, r)
 	default:
 		writeJSONError(w, info, http.StatusBadRequest, "UnsupportedOperationException",
 			"Coffer does not serve the "+service+" API yet (operation "+info.EventName+")")

@@ -28,6 +28,7 @@ import (
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/endpoint"
 	"github.com/cofferhq/coffer/internal/metadata"
+	"github.com/cofferhq/coffer/internal/metadata/sqlite"
 )
 
 func freePort(t *testing.T, ip string) string {
@@ -237,12 +238,12 @@ func createUserVia(t *testing.T, url, user, managed string) (string, string) {
 // connection to its database (repository policies are read per request).
 func putDoc(t *testing.T, cfg config.Config, kind, key, doc string) {
 	t.Helper()
-	app, err := Open(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	store, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(cfg.DataDir, "coffer.db")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer app.Close()
-	if err := app.store.UpdateDocs(context.Background(), func(tx metadata.DocTx) error {
+	defer store.Close()
+	if err := store.UpdateDocs(context.Background(), func(tx metadata.DocTx) error {
 		d := metadata.Document{Kind: kind, Key: key, Data: []byte(doc)}
 		if old, err := tx.Get(kind, key); err == nil {
 			d.Version = old.Version

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -140,6 +141,11 @@ func (p *pipeline) wrap(door string, m mount) http.Handler {
 			SecureTransport: r.TLS != nil,
 			UserAgent:       r.UserAgent(),
 			Principal:       auth.Anonymous,
+		}
+		info.Host = r.Host
+		if r.TLS != nil {
+			info.TLSVersion = tls.VersionName(r.TLS.Version)
+			info.TLSCipherSuite = tls.CipherSuiteName(r.TLS.CipherSuite)
 		}
 		ep := endpoint.For(r.Context())
 		if ep != nil {

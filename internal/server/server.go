@@ -7,6 +7,8 @@
 //	<data>/root.key      service root key, 0600 (unless supplied by the operator)
 //	<data>/coffer.db     SQLite metadata (WAL)
 //	<data>/blobs/        encrypted objects: layers/..., manifests/...
+//	<data>/audit/        the CloudTrail-format audit trail, its digests and signing key
+//	<data>/tls/          the private CA and endpoint certificates, when generated
 package server
 
 import (
@@ -32,6 +34,7 @@ import (
 	"github.com/cofferhq/coffer/internal/ecrapi"
 	"github.com/cofferhq/coffer/internal/endpoint"
 	"github.com/cofferhq/coffer/internal/iam"
+	"github.com/cofferhq/coffer/internal/kms"
 	"github.com/cofferhq/coffer/internal/metadata"
 	"github.com/cofferhq/coffer/internal/metadata/sqlite"
 	"github.com/cofferhq/coffer/internal/oci"
@@ -78,6 +81,7 @@ func (a *App) serve(ctx context.Context, ls []listener) error {
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
 	go a.reg.Run(bg, 5*time.Second)
+	go a.kms.Run(bg, time.Minute) // due key deletions and automatic rotations
 	if a.cfg.Pprof != "" {
 		go servePprof(bg, a.cfg.Pprof, a.log)
 	}
@@ -94,6 +98,8 @@ type App struct {
 	reg       *registry.Registry
 	accountID string
 	iam       *iam.Service
+	kms       *kms.Service
+	trail     *audit.Store
 	endpoints []*endpoint.Endpoint
 	handler   http.Handler
 }
@@ -201,10 +207,28 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 	if err != nil {
 		return nil, err
 	}
-	door := &awsDoor{verifier: verifier, ecr: ecrH, iam: iamH, sts: stsH, limiter: limiter, log: log}
-	app := &App{cfg: cfg, log: log, store: store, reg: reg, accountID: accountID, iam: idsvc, endpoints: eps}
+	trail, err := openTrail(cfg, accountID, root, log)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if !ok {
+			trail.Close()
+		}
+	}()
+	ctH, err := audit.NewLookupHandler(audit.LookupConfig{Store: trail, Authz: decider, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	kmsSvc, err := kms.New(kms.Config{AccountID: accountID, Region: cfg.Region, Docs: store, Root: root,
+		IdentityPolicies: idsvc.IdentityPolicies, Log: log, Events: serviceKMSEvents(trail, log)})
+	if err != nil {
+		return nil, err
+	}
+	door := &awsDoor{verifier: verifier, ecr: ecrH, iam: iamH, sts: stsH, kms: kms.NewHandler(kmsSvc), cloudtrail: ctH, limiter: limiter, log: log}
+	app := &App{cfg: cfg, log: log, store: store, reg: reg, accountID: accountID, iam: idsvc, kms: kmsSvc, trail: trail, endpoints: eps}
 	app.handler = newPipeline(pipelineConfig{
-		Log: log, Audit: audit.LogHook{Log: log.With("log", "audit")}, Ready: reg.Ready,
+		Log: log, Audit: trail, Ready: reg.Ready,
 		Routes: []mount{
 			{prefix: "/v2", handler: ociH, unavailable: ociUnavailable, service: dkrService},
 			{prefix: layerDownloadMount, family: "layers", handler: ecrH.LayerDownloads(), service: s3Service},
@@ -218,10 +242,12 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 // Handler returns the root HTTP handler.
 func (a *App) Handler() http.Handler { return a.handler }
 
-// Close releases the stores.
+// Close releases the stores; the audit trail seals its open segment and
+// writes a final signed digest. Call it after the listeners have shut down.
 func (a *App) Close() error {
 	_ = a.reg.FlushPulls(context.Background())
-	return a.store.Close()
+	terr := a.trail.Close()
+	return errors.Join(terr, a.store.Close())
 }
 
 func loadRootKey(cfg config.Config, existing bool, log *slog.Logger) (*rootkey.Key, error) {

@@ -27,6 +27,7 @@ func newTestServer(t *testing.T, mutate func(*config.Config)) (*httptest.Server,
 	cfg.DataDir = t.TempDir()
 	cfg.CreateOnPush = true
 	cfg.InsecureAllowAnonymous = true // anonymous /v2/ on loopback; identity_test.go covers auth
+	cfg.AdminAccessKeyID, cfg.AdminSecretAccessKey = adminID, adminSecret
 	if mutate != nil {
 		mutate(&cfg)
 	}

@@ -1,0 +1,183 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/auth"
+)
+
+// BenchmarkRecordParallel16 records from 16 goroutines at once: the group
+// commit shares each write and fsync among the waiting records.
+func BenchmarkRecordParallel16(b *testing.B) {
+	s := newTestStore(b, b.TempDir(), nil)
+	defer s.Close()
+	procs := max(1, 16/testingProcs())
+	b.SetParallelism(procs)
+	info := testInfo(0)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := *info
+			if err := s.Record(context.Background(), &i, Outcome{Status: 200}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	st := s.Stats()
+	b.ReportMetric(float64(st.Records)/b.Elapsed().Seconds(), "records/s")
+	b.ReportMetric(float64(st.Records)/float64(max(st.Commits, 1)), "records/fsync")
+}
+
+// BenchmarkRecordSerial is one caller at a time: one fsync per record.
+func BenchmarkRecordSerial(b *testing.B) {
+	s := newTestStore(b, b.TempDir(), nil)
+	defer s.Close()
+	info := testInfo(0)
+	for b.Loop() {
+		i := *info
+		if err := s.Record(context.Background(), &i, Outcome{Status: 200}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+func testingProcs() int { return max(1, testingGOMAXPROCS()) }
+
+// The lookup fixture: 1,000,000 records over 90 days, 8 event names, 100
+// users, 1000 repositories, indexed into one store.
+const lookupEvents = 1_000_000
+
+var (
+	lookupOnce  sync.Once
+	lookupStore *Store
+	lookupDir   string
+	lookupIDs   []string
+)
+
+var benchStart = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func lookupFixture(b *testing.B) *Store {
+	lookupOnce.Do(func() {
+		dir, err := mkdirTemp()
+		if err != nil {
+			b.Fatal(err)
+		}
+		lookupDir = dir
+		s := newTestStore(b, dir, nil)
+		names := []string{"PutImage", "BatchGetImage", "GetAuthorizationToken", "BatchCheckLayerAvailability",
+			"InitiateLayerUpload", "CompleteLayerUpload", "DescribeRepositories", "DeleteRepository"}
+		step := 90 * 24 * time.Hour / lookupEvents
+		start := time.Now()
+		batch := make([]entry, 0, 20000)
+		for n := range lookupEvents {
+			user := fmt.Sprintf("user-%d", n%100)
+			repo := fmt.Sprintf("repo-%d", (n*7919)%1000)
+			name := names[n%len(names)]
+			info := &auth.Info{
+				RequestID: fmt.Sprintf("%032x", n), Time: benchStart.Add(time.Duration(n) * step),
+				SourceIP: netip.AddrFrom4([4]byte{10, 0, byte(n >> 8), byte(n)}), UserAgent: "docker/27.0 go/go1.26",
+				Principal: auth.Principal{Type: "IAMUser", ARN: "arn:aws:iam::111122223333:user/" + user, AccountID: testAccount,
+					PrincipalID: "AIDA" + strings.ToUpper(user), UserName: user, AccessKeyID: fmt.Sprintf("AKIA%016d", n%100)},
+				Action: "ecr:" + name, EventName: name,
+				Resources: []string{"arn:aws:ecr:us-east-1:111122223333:repository/" + repo},
+				Params:    map[string]any{"repositoryName": repo, "registryId": testAccount},
+			}
+			ev := NewEvent(info, Outcome{Status: 200}, testRegion, testAccount, info.Time)
+			data, _ := json.Marshal(ev)
+			batch = append(batch, entry{data: data, meta: metaOf(ev)})
+			if n%1000 == 0 {
+				lookupIDs = append(lookupIDs, ev.EventID)
+			}
+			if len(batch) == cap(batch) {
+				if err := s.idx.insert(batch); err != nil {
+					b.Fatal(err)
+				}
+				batch = batch[:0]
+			}
+		}
+		if err := s.idx.insert(batch); err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("indexed %d records in %s", lookupEvents, time.Since(start).Round(time.Second))
+		lookupStore = s
+	})
+	if lookupStore == nil {
+		b.Fatal("no fixture")
+	}
+	return lookupStore
+}
+
+// BenchmarkLookupEvents1M answers LookupEvents pages over 1,000,000
+// indexed records. The target is 100 ms a page.
+func BenchmarkLookupEvents1M(b *testing.B) {
+	if testing.Short() {
+		b.Skip("builds a 1,000,000-record index")
+	}
+	s := lookupFixture(b)
+	mid := benchStart.Add(45 * 24 * time.Hour)
+	cases := []struct {
+		name string
+		in   LookupInput
+		want int
+	}{
+		{"no filter", LookupInput{}, 50},
+		{"EventName", LookupInput{AttributeKey: AttrEventName, AttributeValue: "PutImage"}, 50},
+		{"EventName one day", LookupInput{AttributeKey: AttrEventName, AttributeValue: "DeleteRepository", StartTime: mid, EndTime: mid.Add(24 * time.Hour)}, 50},
+		{"Username", LookupInput{AttributeKey: AttrUsername, AttributeValue: "user-42"}, 50},
+		{"ResourceName", LookupInput{AttributeKey: AttrResourceName, AttributeValue: "repo-7"}, 50},
+		{"ResourceType", LookupInput{AttributeKey: AttrResourceType, AttributeValue: "AWS::ECR::Repository"}, 50},
+		{"ReadOnly", LookupInput{AttributeKey: AttrReadOnly, AttributeValue: "false"}, 50},
+		{"AccessKeyId", LookupInput{AttributeKey: AttrAccessKeyID, AttributeValue: "AKIA0000000000000042"}, 50},
+		{"EventId", LookupInput{AttributeKey: AttrEventID, AttributeValue: lookupIDs[len(lookupIDs)/2]}, 1},
+		{"no match", LookupInput{AttributeKey: AttrUsername, AttributeValue: "nobody"}, 0},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				out, err := s.Lookup(context.Background(), c.in)
+				if err != nil || len(out.Events) != c.want {
+					b.Fatalf("%d events, %v", len(out.Events), err)
+				}
+			}
+		})
+	}
+	b.Run("EventName page 20", func(b *testing.B) {
+		in := LookupInput{AttributeKey: AttrEventName, AttributeValue: "PutImage"}
+		for range 19 {
+			out, _ := s.Lookup(context.Background(), in)
+			in.NextToken = out.NextToken
+		}
+		for b.Loop() {
+			out, err := s.Lookup(context.Background(), in)
+			if err != nil || len(out.Events) != 50 {
+				b.Fatalf("%d events, %v", len(out.Events), err)
+			}
+		}
+	})
+	b.Run("HTTP EventName", func(b *testing.B) {
+		h, _ := NewLookupHandler(LookupConfig{Store: s, Authz: auth.AllowAll{}})
+		body := `{"LookupAttributes":[{"AttributeKey":"EventName","AttributeValue":"PutImage"}]}`
+		for b.Loop() {
+			r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
+			r.Header.Set("X-Amz-Target", CloudTrailTargetPrefix+"LookupEvents")
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code != 200 {
+				b.Fatalf("%d %s", w.Code, w.Body)
+			}
+		}
+	})
+}
