@@ -2,8 +2,8 @@
 # deps.sh installs what Coffer's tests need, skipping whatever is already
 # present, and prints how long each step took. Safe to run again.
 #
-#   scripts/deps.sh                 apt packages + crane + conformance suite
-#   scripts/deps.sh apt|crane|conformance|staticcheck|govulncheck ...
+#   scripts/deps.sh                 apt packages + crane + conformance suite + versitygw
+#   scripts/deps.sh apt|crane|conformance|versitygw|staticcheck|govulncheck ...
 #
 # apt packages (docker.io, skopeo) need root; as another user a missing
 # package is an error that names the command to run. Go tools go to
@@ -75,16 +75,18 @@ deps_conformance() {
 
 main() {
 	local steps=("$@") step
-	[ ${#steps[@]} -gt 0 ] || steps=(apt crane conformance)
+	[ ${#steps[@]} -gt 0 ] || steps=(apt crane conformance versitygw)
 	command -v go >/dev/null 2>&1 || die "go is not on PATH (Go 1.26 is required)"
 	for step in "${steps[@]}"; do
 		case $step in
 		apt) deps_apt ;;
 		crane) go_tool crane "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION" github.com/google/go-containerregistry ;;
 		conformance) deps_conformance ;;
+		# S3 server for internal/storage/s3's tests (~3.5 min cold build).
+		versitygw) go_tool versitygw "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION" github.com/versity/versitygw ;;
 		staticcheck) go_tool staticcheck "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION" honnef.co/go/tools ;;
 		govulncheck) go_tool govulncheck "golang.org/x/vuln/cmd/govulncheck@$GOVULNCHECK_VERSION" golang.org/x/vuln ;;
-		*) die "unknown step $step (want apt, crane, conformance, staticcheck or govulncheck)" ;;
+		*) die "unknown step $step (want apt, crane, conformance, versitygw, staticcheck or govulncheck)" ;;
 		esac
 	done
 }

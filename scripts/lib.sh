@@ -16,6 +16,7 @@ export PATH="$TOOLS_BIN:$PATH"
 	CRANE_VERSION=v0.22.1
 	STATICCHECK_VERSION=v0.8.2
 	GOVULNCHECK_VERSION=v1.8.0
+	VERSITYGW_VERSION=v1.8.0
 	CONFORMANCE_MODULE=github.com/opencontainers/distribution-spec/conformance
 }
 
