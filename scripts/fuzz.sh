@@ -35,6 +35,24 @@ list_targets() {
 	done <<<"$out"
 }
 
+fuzz_one() {
+	# sh -c so that only go test's output goes to the log, not timed's line.
+	# shellcheck disable=SC2016 # expanded by sh -c
+	timed "fuzz ${1#github.com/cofferhq/coffer/}.$2" sh -c '"$@" >"$0" 2>&1' "$TOOLS/fuzz.log" \
+		go test -run '^$' -fuzz "^${2}\$" -fuzztime "$FUZZTIME" "$1"
+}
+
+# inconclusive_retry reruns a target once when its run ended with the fuzz
+# engine's own "context deadline exceeded" (a worker still busy when the
+# time budget ran out on a loaded machine) and no failing input was found.
+# A crasher, a second timeout or any other failure stays a failure.
+inconclusive_retry() {
+	grep -q 'context deadline exceeded' "$TOOLS/fuzz.log" || return 1
+	grep -q 'Failing input written to' "$TOOLS/fuzz.log" && return 1
+	log "fuzz: $1.$2 timed out without a finding; running it once more"
+	fuzz_one "$1" "$2"
+}
+
 main() {
 	local targets pkg name rc=0 n=0 failed=()
 	targets=$(list_targets) || exit 1
@@ -45,10 +63,7 @@ main() {
 	log "fuzz: $(wc -l <<<"$targets") targets, $FUZZTIME each"
 	while read -r pkg name; do
 		n=$((n + 1))
-		# sh -c so that only go test's output goes to the log, not timed's line.
-		# shellcheck disable=SC2016 # expanded by sh -c
-		if ! timed "fuzz ${pkg#github.com/cofferhq/coffer/}.$name" sh -c '"$@" >"$0" 2>&1' "$TOOLS/fuzz.log" \
-			go test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" "$pkg"; then
+		if ! fuzz_one "$pkg" "$name" && ! inconclusive_retry "$pkg" "$name"; then
 			cat "$TOOLS/fuzz.log" >&2
 			failed+=("$pkg.$name")
 			rc=1

@@ -77,8 +77,8 @@ func TestHostAndServices(t *testing.T) {
 func TestSourceFilterAtAccept(t *testing.T) {
 	t.Parallel()
 	e := &Endpoint{ID: NewID(), Allowed: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}
-	var rejected []netip.Addr
-	ln, err := Listen(e, "127.0.0.1:0", func(a netip.Addr) { rejected = append(rejected, a) })
+	rejected := make(chan netip.Addr, 8) // told from the accept goroutine
+	ln, err := Listen(e, "127.0.0.1:0", func(a netip.Addr) { rejected <- a })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,8 +104,13 @@ func TestSourceFilterAtAccept(t *testing.T) {
 	if time.Since(start) > 2*time.Second {
 		t.Fatal("the refusal was slow; it must happen at accept")
 	}
-	if len(rejected) == 0 || rejected[0].String() != "127.0.0.3" {
-		t.Fatalf("rejected = %v", rejected)
+	select {
+	case a := <-rejected:
+		if a.String() != "127.0.0.3" {
+			t.Fatalf("rejected %v, want 127.0.0.3", a)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the refusal was not reported")
 	}
 }
 
