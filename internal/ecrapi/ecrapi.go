@@ -23,6 +23,7 @@ import (
 	"github.com/cofferhq/coffer/internal/auth"
 	"github.com/cofferhq/coffer/internal/auth/presign"
 	"github.com/cofferhq/coffer/internal/auth/token"
+	"github.com/cofferhq/coffer/internal/kms"
 	"github.com/cofferhq/coffer/internal/registry"
 )
 
@@ -41,8 +42,12 @@ type Config struct {
 	// Presign signs layer download URLs (GetDownloadUrlForLayer); without
 	// it that operation answers UnsupportedOperationException.
 	Presign *presign.Key
-	Log     *slog.Logger
-	Now     func() time.Time
+	// KMS is the KMS of KMS-encrypted repositories (CreateRepository's
+	// DescribeKey and CreateGrant, DeleteRepository's RetireGrant); without
+	// it the KMS encryption types are refused.
+	KMS kms.Client
+	Log *slog.Logger
+	Now func() time.Time
 }
 
 // Handler serves the ECR API.
@@ -213,6 +218,11 @@ func toError(err error) *Error {
 	var e *Error
 	if errors.As(err, &e) {
 		return e
+	}
+	// A KMS refusal (it may wrap an AccessDenied of the KMS key policy) is
+	// ECR's KmsException with the KMS reason (SPEC GRANT-03).
+	if errors.Is(err, registry.ErrKMS) {
+		return kmsException(err.Error(), err)
 	}
 	var denied *auth.DeniedError
 	if errors.As(err, &denied) {

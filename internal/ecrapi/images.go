@@ -53,6 +53,7 @@ const (
 	failNotFound         = "ImageNotFound"
 	failMissingDigestTag = "MissingDigestAndTag"
 	failReferencedByList = "ImageReferencedByManifestList"
+	failKMS              = "KmsError"
 )
 
 // image is ECR's Image.
@@ -296,6 +297,11 @@ func (h *Handler) batchGetImage(r *http.Request, info *auth.Info, body []byte) (
 			continue
 		}
 		manifest, err := h.cfg.Registry.ReadManifest(ctx, repo, m)
+		if errors.Is(err, registry.ErrKMS) {
+			// The repository's KMS key refused (SPEC GRANT-03).
+			failures = append(failures, imageFailure{ImageID: id, FailureCode: failKMS, FailureReason: err.Error()})
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -116,9 +116,26 @@ func (h *Handler) createRepository(r *http.Request, info *auth.Info, body []byte
 			return nil, err
 		}
 	}
+	exists := func() error {
+		return repoErr("RepositoryAlreadyExistsException",
+			"The repository with name '%s' already exists in the registry with id '%s'", in.name, s.account)
+	}
+	// A KMS repository's key is checked and its grants created first
+	// (SPEC FLOW-01/02), with the caller's identity; if anything fails
+	// afterwards the grants are retired, so nothing is left behind.
+	var grants kmsGrantsDoc
+	if in.encryption != metadata.EncryptionAES256 {
+		if _, err := h.cfg.Registry.Repository(ctx, in.name); err == nil {
+			return nil, exists()
+		}
+		if grants, err = h.provisionKMS(ctx, info, in.name, in.kmsKey); err != nil {
+			return nil, err
+		}
+	}
 	repo, err := h.cfg.Registry.CreateRepositoryWith(ctx, metadata.Repository{
 		Name:                    string(in.name),
-		EncryptionType:          metadata.EncryptionAES256,
+		EncryptionType:          in.encryption,
+		KMSKey:                  grants.KeyARN,
 		TagMutability:           in.mutability,
 		TagMutabilityExclusions: in.exclusions,
 		ScanOnPush:              in.scanOnPush,
@@ -128,14 +145,21 @@ func (h *Handler) createRepository(r *http.Request, info *auth.Info, body []byte
 		if err := clearRepositoryDocs(tx, in.name); err != nil {
 			return err
 		}
+		if grants.KeyARN != "" {
+			if err := putKMSGrants(tx, in.name, grants); err != nil {
+				return err
+			}
+		}
 		if len(in.tags) == 0 {
 			return nil
 		}
 		return putTags(tx, in.name, in.tags, 0)
 	})
+	if err != nil && grants.KeyARN != "" {
+		h.retireQuietly(ctx, grants)
+	}
 	if errors.Is(err, registry.ErrRepositoryExists) {
-		return nil, repoErr("RepositoryAlreadyExistsException",
-			"The repository with name '%s' already exists in the registry with id '%s'", in.name, s.account)
+		return nil, exists()
 	}
 	if err != nil {
 		return nil, err
@@ -204,15 +228,30 @@ func (h *Handler) deleteRepository(r *http.Request, info *auth.Info, body []byte
 	// The emptiness check, the deletion and the removal of the policy and
 	// tags are one transaction: an image pushed meanwhile either makes the
 	// delete fail or is deleted with it.
+	var (
+		grants    kmsGrantsDoc
+		hasGrants bool
+	)
 	repo, err := h.cfg.Registry.DeleteRepository(ctx, in.name, func(_ metadata.Repository, hasImages bool, tx metadata.DocTx) error {
 		if hasImages && !in.force {
 			return repoErr("RepositoryNotEmptyException",
 				"The repository with name '%s' in registry with id '%s' cannot be deleted because it still contains images", in.name, s.account)
 		}
+		var err error
+		if grants, hasGrants, err = takeKMSGrants(tx, in.name); err != nil {
+			return err
+		}
 		return clearRepositoryDocs(tx, in.name)
 	})
 	if err != nil {
 		return nil, s.repositoryErr(err, in.name)
+	}
+	// SPEC FLOW-08, GRANT-06, TRBL-01: the grants are retired with the
+	// caller's identity once the repository is gone.
+	if hasGrants && h.cfg.KMS != nil {
+		if err := h.retireRepositoryGrants(ctx, info, in.name, grants); err != nil {
+			return nil, err
+		}
 	}
 	return map[string]any{"repository": h.repository(r, repo)}, nil
 }

@@ -220,6 +220,8 @@ type createRepositoryRequest struct {
 	exclusions []string
 	scanOnPush bool
 	tags       []tagShape
+	encryption string // AES256, KMS or KMS_DSSE
+	kmsKey     string // as given; "" for the default key (alias/aws/ecr)
 }
 
 func (s registryScope) parseCreateRepository(body []byte) (createRepositoryRequest, error) {
@@ -241,7 +243,7 @@ func (s registryScope) parseCreateRepository(body []byte) (createRepositoryReque
 	if req.name, err = s.ref(in.repositoryRef); err != nil {
 		return createRepositoryRequest{}, err
 	}
-	if err := encryptionType(in.EncryptionConfiguration); err != nil {
+	if req.encryption, req.kmsKey, err = s.encryptionType(in.EncryptionConfiguration); err != nil {
 		return createRepositoryRequest{}, err
 	}
 	if req.mutability, req.exclusions, err = tagMutability(in.ImageTagMutability, in.ImageTagMutabilityExclusionFilters, false); err != nil {
@@ -256,31 +258,42 @@ func (s registryScope) parseCreateRepository(body []byte) (createRepositoryReque
 	return req, nil
 }
 
-// encryptionType accepts no configuration or AES256 (SPEC ENC-03). The KMS
-// types are refused, never downgraded: the repository's encryption can
-// never change later (ENC-07), so a silent AES256 would be permanent.
-func encryptionType(c *encryptionShape) error {
+// encryptionType validates the encryption configuration and returns the
+// type (AES256 when none is given, SPEC ENC-03) and the kmsKey as given
+// ("" for none). KMS_DSSE exists only in the AWS GovCloud (US) regions
+// (ENC-06); elsewhere it is refused, never downgraded: the repository's
+// encryption can never change later (ENC-07).
+func (s registryScope) encryptionType(c *encryptionShape) (string, string, error) {
 	if c == nil {
-		return nil
+		return metadata.EncryptionAES256, "", nil
 	}
 	if c.KMSKey != nil && (utf8.RuneCountInString(*c.KMSKey) < 1 || utf8.RuneCountInString(*c.KMSKey) > maxKMSKeyChars) {
-		return invalidParameter("Invalid parameter at 'encryptionConfiguration.kmsKey' failed to satisfy constraint: 'Member must have length between 1 and %d'", maxKMSKeyChars)
+		return "", "", invalidParameter("Invalid parameter at 'encryptionConfiguration.kmsKey' failed to satisfy constraint: 'Member must have length between 1 and %d'", maxKMSKeyChars)
 	}
 	switch c.EncryptionType {
 	case metadata.EncryptionAES256:
 		if c.KMSKey != nil {
-			return invalidParameter("Invalid parameter at 'encryptionConfiguration': kmsKey can only be specified with the encryption type KMS or KMS_DSSE, not AES256")
+			return "", "", invalidParameter("Invalid parameter at 'encryptionConfiguration': kmsKey can only be specified with the encryption type KMS or KMS_DSSE, not AES256")
 		}
-		return nil
+		return metadata.EncryptionAES256, "", nil
 	case metadata.EncryptionKMS, metadata.EncryptionKMSDSSE:
-		return invalidParameter("Invalid parameter at 'encryptionConfiguration.encryptionType': Coffer does not offer the %s encryption type yet: the KMS encryption types arrive with the built-in KMS (issues #5 and #6). "+
-			"A repository's encryption configuration cannot be changed after creation, so Coffer refuses rather than creating an AES256 repository; omit encryptionConfiguration or use AES256", c.EncryptionType)
+		if c.EncryptionType == metadata.EncryptionKMSDSSE && !govCloud(s.region) {
+			return "", "", invalidParameter("Invalid parameter at 'encryptionConfiguration.encryptionType': KMS_DSSE (dual-layer server-side encryption) is only available in the AWS GovCloud (US) regions (us-gov-east-1, us-gov-west-1), not in %s", s.region)
+		}
+		key := ""
+		if c.KMSKey != nil {
+			key = *c.KMSKey
+		}
+		return c.EncryptionType, key, nil
 	case "":
-		return invalidParameter("Invalid parameter at 'encryptionConfiguration.encryptionType': a value is required (AES256, KMS or KMS_DSSE)")
+		return "", "", invalidParameter("Invalid parameter at 'encryptionConfiguration.encryptionType': a value is required (AES256, KMS or KMS_DSSE)")
 	default:
-		return invalidParameter("Invalid parameter at 'encryptionConfiguration.encryptionType' failed to satisfy constraint: 'Member must satisfy enum value set: [AES256, KMS, KMS_DSSE]'")
+		return "", "", invalidParameter("Invalid parameter at 'encryptionConfiguration.encryptionType' failed to satisfy constraint: 'Member must satisfy enum value set: [AES256, KMS, KMS_DSSE]'")
 	}
 }
+
+// govCloud reports whether region is in the aws-us-gov partition.
+func govCloud(region string) bool { return strings.HasPrefix(region, "us-gov-") }
 
 // describeRepositoriesRequest is a validated DescribeRepositories: either
 // names, or a page (after, limit).

@@ -59,8 +59,10 @@ func TestParseCreateRepository(t *testing.T) {
 		{"short name", `{"repositoryName":"a"}`, "InvalidParameterException"},
 		{"registry ID pattern", `{"repositoryName":"ab","registryId":"12"}`, "InvalidParameterException"},
 		{"other registry", `{"repositoryName":"ab","registryId":"210987654321"}`, "InvalidParameterException"},
-		{"KMS refused", `{"repositoryName":"ab","encryptionConfiguration":{"encryptionType":"KMS"}}`, "InvalidParameterException"},
-		{"KMS_DSSE refused", `{"repositoryName":"ab","encryptionConfiguration":{"encryptionType":"KMS_DSSE","kmsKey":"alias/x"}}`, "InvalidParameterException"},
+		{"KMS", `{"repositoryName":"ab","encryptionConfiguration":{"encryptionType":"KMS"}}`, ""},
+		{"KMS with a key", `{"repositoryName":"ab","encryptionConfiguration":{"encryptionType":"KMS","kmsKey":"alias/x"}}`, ""},
+		{"KMS with an empty key", `{"repositoryName":"ab","encryptionConfiguration":{"encryptionType":"KMS","kmsKey":""}}`, "InvalidParameterException"},
+		{"KMS_DSSE outside GovCloud", `{"repositoryName":"ab","encryptionConfiguration":{"encryptionType":"KMS_DSSE","kmsKey":"alias/x"}}`, "InvalidParameterException"},
 		{"AES256 with a key", `{"repositoryName":"ab","encryptionConfiguration":{"encryptionType":"AES256","kmsKey":"k"}}`, "InvalidParameterException"},
 		{"no encryption type", `{"repositoryName":"ab","encryptionConfiguration":{}}`, "InvalidParameterException"},
 		{"unknown encryption type", `{"repositoryName":"ab","encryptionConfiguration":{"encryptionType":"ROT13"}}`, "InvalidParameterException"},
@@ -93,11 +95,17 @@ func TestParseCreateRepository(t *testing.T) {
 	}
 }
 
-func TestKMSRefusalMessage(t *testing.T) {
+func TestDSSEOnlyInGovCloud(t *testing.T) {
 	t.Parallel()
-	_, err := reposScope.parseCreateRepository([]byte(`{"repositoryName":"ab","encryptionConfiguration":{"encryptionType":"KMS"}}`))
-	if err == nil || !strings.Contains(err.Error(), "arrive with the built-in KMS (issues #5 and #6)") {
-		t.Fatalf("KMS refusal = %v", err)
+	body := []byte(`{"repositoryName":"ab","encryptionConfiguration":{"encryptionType":"KMS_DSSE"}}`)
+	_, err := reposScope.parseCreateRepository(body)
+	if err == nil || !strings.Contains(err.Error(), "only available in the AWS GovCloud (US) regions") {
+		t.Fatalf("KMS_DSSE outside GovCloud = %v", err)
+	}
+	gov := registryScope{region: "us-gov-west-1", account: reposScope.account}
+	req, err := gov.parseCreateRepository(body)
+	if err != nil || req.encryption != "KMS_DSSE" || req.kmsKey != "" {
+		t.Fatalf("KMS_DSSE in us-gov-west-1 = %+v, %v", req, err)
 	}
 }
 

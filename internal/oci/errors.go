@@ -55,6 +55,12 @@ func toError(err error) *Error {
 	if errors.As(err, &e) {
 		return e
 	}
+	// A KMS refusal for a KMS repository (a revoked grant, a disabled key,
+	// a key pending deletion; it may wrap the key policy's AccessDenied)
+	// carries the KMS reason, as ECR's KmsException does (SPEC GRANT-03).
+	if errors.Is(err, registry.ErrKMS) {
+		return ociErr(http.StatusForbidden, "DENIED", "KmsException: "+err.Error())
+	}
 	var denied *auth.DeniedError
 	if errors.As(err, &denied) {
 		return ociErr(http.StatusForbidden, "DENIED", denied.Error())

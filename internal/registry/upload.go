@@ -91,6 +91,9 @@ func (r *Registry) appendPart(ctx context.Context, repo metadata.Repository, u m
 	}
 	key := layerKey(u.Domain)
 	n, err := r.writeObject(ctx, repo, key, src, h, nil)
+	if errors.Is(err, ErrKMS) {
+		return u, err // the KMS reason reaches the client (issue #6)
+	}
 	if err != nil {
 		return u, fmt.Errorf("%w: %v", ErrUploadInvalid, err)
 	}

@@ -146,14 +146,34 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 	if err != nil {
 		return nil, fmt.Errorf("blob storage: %w", err)
 	}
-	reg, err := registry.New(registry.Config{
-		Region: cfg.Region, AccountID: accountID, Store: store, Driver: driver,
-		Keys: registry.RootKeys{Root: root}, Root: root, CreateOnPush: cfg.CreateOnPush, Log: log,
-	})
+	idsvc, err := iam.New(iam.Config{AccountID: accountID, Docs: store, Root: root, Log: log})
 	if err != nil {
 		return nil, err
 	}
-	idsvc, err := iam.New(iam.Config{AccountID: accountID, Docs: store, Root: root, Log: log})
+	trail, err := openTrail(cfg, accountID, root, log)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if !ok {
+			trail.Close()
+		}
+	}()
+	kmsSvc, err := kms.New(kms.Config{AccountID: accountID, Region: cfg.Region, Docs: store, Root: root,
+		IdentityPolicies: idsvc.IdentityPolicies, Log: log, Events: serviceKMSEvents(trail, log)})
+	if err != nil {
+		return nil, err
+	}
+	// AES256 repositories use the service root key, KMS and KMS_DSSE
+	// repositories the built-in KMS through the grants they hold (issue #6).
+	reg, err := registry.New(registry.Config{
+		Region: cfg.Region, AccountID: accountID, Store: store, Driver: driver,
+		Keys: registry.EncryptionKeys{
+			AES256: registry.RootKeys{Root: root},
+			KMS:    registry.KMSKeys{Client: kmsSvc, Region: cfg.Region, AccountID: accountID},
+		},
+		Root: root, CreateOnPush: cfg.CreateOnPush, Log: log,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -199,7 +219,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 	if err != nil {
 		return nil, err
 	}
-	ecrH, err := ecrapi.New(ecrapi.Config{Registry: reg, Authz: decider, Tokens: tokens, Presign: presigner, Log: log})
+	ecrH, err := ecrapi.New(ecrapi.Config{Registry: reg, Authz: decider, Tokens: tokens, Presign: presigner, KMS: kmsSvc, Log: log})
 	if err != nil {
 		return nil, err
 	}
@@ -207,21 +227,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 	if err != nil {
 		return nil, err
 	}
-	trail, err := openTrail(cfg, accountID, root, log)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if !ok {
-			trail.Close()
-		}
-	}()
 	ctH, err := audit.NewLookupHandler(audit.LookupConfig{Store: trail, Authz: decider, Log: log})
-	if err != nil {
-		return nil, err
-	}
-	kmsSvc, err := kms.New(kms.Config{AccountID: accountID, Region: cfg.Region, Docs: store, Root: root,
-		IdentityPolicies: idsvc.IdentityPolicies, Log: log, Events: serviceKMSEvents(trail, log)})
 	if err != nil {
 		return nil, err
 	}

@@ -16,8 +16,8 @@ import (
 
 // TestECRReposAWSCLI drives the repository control plane (issue #4) with the
 // real aws CLI against the real server: create, describe, repository
-// policy, tag mutability, tags, forced delete, and the refusal of the KMS
-// encryption types until the built-in KMS exists.
+// policy, tag mutability, tags, forced delete, and the refusal of KMS_DSSE
+// outside GovCloud.
 func TestECRReposAWSCLI(t *testing.T) {
 	ctx := testContext(t, 3*time.Minute)
 	c := startCoffer(t)
@@ -146,11 +146,12 @@ func TestECRReposAWSCLI(t *testing.T) {
 	awsFails("RepositoryNotFoundException", "ecr", "describe-repositories", "--repository-names", name)
 	awsFails("RepositoryNotFoundException", "ecr", "get-repository-policy", "--repository-name", name)
 
-	// KMS encryption is refused with the reason, never silently downgraded.
+	// KMS_DSSE exists only in GovCloud: refused with the reason, never
+	// silently downgraded (KMS repositories: kms_repos_test.go).
 	msg := awsFails("InvalidParameterException", "ecr", "create-repository", "--repository-name", "e2e/repos/kms",
-		"--encryption-configuration", "encryptionType=KMS")
-	if !strings.Contains(msg, "built-in KMS (issues #5 and #6)") {
-		t.Fatalf("KMS refusal does not say why:\n%s", msg)
+		"--encryption-configuration", "encryptionType=KMS_DSSE")
+	if !strings.Contains(msg, "GovCloud") {
+		t.Fatalf("KMS_DSSE refusal does not say why:\n%s", msg)
 	}
 	awsFails("RepositoryNotFoundException", "ecr", "describe-repositories", "--repository-names", "e2e/repos/kms")
 
