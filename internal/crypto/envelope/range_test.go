@@ -75,10 +75,10 @@ func TestRangeAllPairs(t *testing.T) {
 		}
 	}
 	grid = append(grid, L-1, L, S/2, 5)
-	rng := rand.New(rand.NewPCG(3, 4))
 	for _, nslots := range []int{1, 2} {
 		t.Run(fmt.Sprintf("slots=%d", nslots), func(t *testing.T) {
 			t.Parallel()
+			rng := rand.New(rand.NewPCG(3, uint64(nslots))) // per subtest: they run in parallel
 			h := mustHeader(t, 12, nslots)
 			keys := testKeys[:nslots]
 			pt := pattern(L)
