@@ -57,6 +57,10 @@ type Config struct {
 	// listeners with their own services, DNS names, allowed sources, TLS
 	// and endpoint policy. Only the config file sets them.
 	Endpoints []endpoint.Config
+	// LifecycleInterval and GCInterval pace the background lifecycle
+	// evaluation and garbage collection; 0 turns either off.
+	LifecycleInterval time.Duration
+	GCInterval        time.Duration
 	// LogLevel is one of debug, info, warn, error.
 	LogLevel string
 	// LogFormat is json or text.
@@ -78,13 +82,15 @@ type Config struct {
 // Defaults returns the configuration used when nothing else is set.
 func Defaults() Config {
 	return Config{
-		Listen:          "127.0.0.1:5000",
-		DataDir:         "./coffer-data",
-		Region:          "us-east-1",
-		LogLevel:        "info",
-		LogFormat:       "json",
-		ShutdownTimeout: 30 * time.Second,
-		PublicEndpoint:  true,
+		Listen:            "127.0.0.1:5000",
+		DataDir:           "./coffer-data",
+		Region:            "us-east-1",
+		LogLevel:          "info",
+		LogFormat:         "json",
+		ShutdownTimeout:   30 * time.Second,
+		PublicEndpoint:    true,
+		LifecycleInterval: time.Hour,
+		GCInterval:        time.Hour,
 	}
 }
 
@@ -121,6 +127,8 @@ func (c Config) summary() []slog.Attr {
 		slog.String("config_file", orNote(c.File, "<none>")),
 		slog.Bool("public_endpoint", c.PublicEndpoint),
 		slog.Int("endpoints", len(c.Endpoints)),
+		slog.String("lifecycle_interval", c.LifecycleInterval.String()),
+		slog.String("gc_interval", c.GCInterval.String()),
 	)
 }
 

@@ -19,13 +19,15 @@ func TestDefaults(t *testing.T) {
 		t.Fatalf("Defaults().Validate() = %v", err)
 	}
 	want := Config{
-		Listen:          "127.0.0.1:5000",
-		DataDir:         "./coffer-data",
-		Region:          "us-east-1",
-		LogLevel:        "info",
-		LogFormat:       "json",
-		ShutdownTimeout: 30 * time.Second,
-		PublicEndpoint:  true,
+		Listen:            "127.0.0.1:5000",
+		DataDir:           "./coffer-data",
+		Region:            "us-east-1",
+		LogLevel:          "info",
+		LogFormat:         "json",
+		ShutdownTimeout:   30 * time.Second,
+		PublicEndpoint:    true,
+		LifecycleInterval: time.Hour,
+		GCInterval:        time.Hour,
 	}
 	if !reflect.DeepEqual(d, want) {
 		t.Errorf("Defaults() = %#v", d)
@@ -159,7 +161,7 @@ func TestString(t *testing.T) {
 	t.Parallel()
 	want := "listen=127.0.0.1:5000 data=./coffer-data region=us-east-1 account_id=<generated> " +
 		"create_on_push=false insecure_allow_anonymous=false root_key_file=coffer-data/root.key " +
-		"log_level=info log_format=json pprof=<off> shutdown_timeout=30s config_file=<none> public_endpoint=true endpoints=0"
+		"log_level=info log_format=json pprof=<off> shutdown_timeout=30s config_file=<none> public_endpoint=true endpoints=0 lifecycle_interval=1h0m0s gc_interval=1h0m0s"
 	if got := Defaults().String(); got != want {
 		t.Errorf("String() =\n%s\nwant\n%s", got, want)
 	}

@@ -160,6 +160,8 @@ type fileConfig struct {
 	AdminAccessKeyID     yaml.Node `yaml:"admin_access_key_id"`
 	AdminSecretAccessKey yaml.Node `yaml:"admin_secret_access_key"`
 	PublicEndpoint       yaml.Node `yaml:"public_endpoint"`
+	LifecycleInterval    yaml.Node `yaml:"lifecycle_interval"`
+	GCInterval           yaml.Node `yaml:"gc_interval"`
 	// Endpoints is a list, decoded on its own (not a table setting).
 	Endpoints yaml.Node `yaml:"endpoints"`
 }
@@ -183,6 +185,8 @@ func (f *fileConfig) nodes() [numSettings]*yaml.Node {
 		sAdminAccessKeyID:       &f.AdminAccessKeyID,
 		sAdminSecretAccessKey:   &f.AdminSecretAccessKey,
 		sPublicEndpoint:         &f.PublicEndpoint,
+		sLifecycleInterval:      &f.LifecycleInterval,
+		sGCInterval:             &f.GCInterval,
 	}
 }
 

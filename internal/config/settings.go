@@ -25,6 +25,8 @@ const (
 	sAdminAccessKeyID
 	sAdminSecretAccessKey
 	sPublicEndpoint
+	sLifecycleInterval
+	sGCInterval
 	numSettings
 )
 
@@ -115,6 +117,16 @@ var settings = [numSettings]setting{
 		key: "public_endpoint", env: "COFFER_PUBLIC_ENDPOINT", flag: "public-endpoint",
 		usage: "serve the default listener (--listen); false leaves only the configured endpoints",
 		field: func(c *Config) any { return &c.PublicEndpoint },
+	},
+	sLifecycleInterval: {
+		key: "lifecycle_interval", env: "COFFER_LIFECYCLE_INTERVAL", flag: "lifecycle-interval", arg: "DURATION",
+		usage: "how often lifecycle policies are evaluated; 0 turns it off",
+		field: func(c *Config) any { return &c.LifecycleInterval },
+	},
+	sGCInterval: {
+		key: "gc_interval", env: "COFFER_GC_INTERVAL", flag: "gc-interval", arg: "DURATION",
+		usage: "how often online garbage collection runs; 0 turns it off",
+		field: func(c *Config) any { return &c.GCInterval },
 	},
 	sAdminAccessKeyID: {
 		key: "admin_access_key_id", env: "COFFER_ADMIN_ACCESS_KEY_ID", secret: true,

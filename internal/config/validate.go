@@ -73,6 +73,12 @@ func (c Config) problems() []error {
 			add(c.problem(sPprof, "%q must be on a loopback IP, such as 127.0.0.1:6060", c.Pprof))
 		}
 	}
+	if c.LifecycleInterval < 0 {
+		add(c.problem(sLifecycleInterval, "%v must not be negative (0 turns it off)", c.LifecycleInterval))
+	}
+	if c.GCInterval < 0 {
+		add(c.problem(sGCInterval, "%v must not be negative (0 turns it off)", c.GCInterval))
+	}
 	if c.ShutdownTimeout <= 0 {
 		add(c.problem(sShutdownTimeout, "%v must be greater than zero", c.ShutdownTimeout))
 	}

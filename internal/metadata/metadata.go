@@ -289,6 +289,32 @@ type Store interface {
 	// BlobReferenced reports whether a manifest of the repository references
 	// the blob (as config or layer).
 	BlobReferenced(ctx context.Context, repoID, digest string) (bool, error)
+
+	// Garbage collection (internal/gc)
+
+	// UnreferencedBlobs returns up to limit blobs created before `before`
+	// that no repository of their domain links and no manifest of their
+	// domain references, in (Domain, Digest) order after the cursor
+	// (afterDomain, afterDigest) ("", "" for the start).
+	UnreferencedBlobs(ctx context.Context, before time.Time, afterDomain, afterDigest string, limit int) ([]Blob, error)
+	// DeleteBlobIfUnreferenced deletes the blob row in one transaction if,
+	// inside that transaction, it was created before `before` and is still
+	// neither linked nor referenced, and returns it with deleted true (the
+	// caller then deletes its object). A concurrent link or push of the same
+	// digest either commits first (the row stays) or finds the row gone and
+	// inserts its own. An absent row is (Blob{}, false, nil).
+	DeleteBlobIfUnreferenced(ctx context.Context, domain, digest string, before time.Time) (b Blob, deleted bool, err error)
+	// StaleUploads returns up to limit upload sessions last updated before
+	// `before`, in ID order after afterID.
+	StaleUploads(ctx context.Context, before time.Time, afterID string, limit int) ([]Upload, error)
+	// DeleteStaleUpload deletes a session if, inside the transaction, it
+	// was still last updated before `before`, and returns it (its parts are
+	// the caller's to delete). Absent or updated since: deleted false.
+	DeleteStaleUpload(ctx context.Context, id string, before time.Time) (u Upload, deleted bool, err error)
+	// ObjectKeys calls fn with every storage key a row references (blobs,
+	// manifests, upload parts), in no particular order, from one consistent
+	// snapshot. An error from fn stops and is returned.
+	ObjectKeys(ctx context.Context, fn func(key string) error) error
 }
 
 // Tag filters of ImageQuery (ECR's tagStatus).

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/cofferhq/coffer/internal/lifecycle"
 	"github.com/cofferhq/coffer/internal/metadata"
 )
 
@@ -23,12 +24,20 @@ import (
 // repository is gone either way.
 func (r *Registry) DeleteRepository(ctx context.Context, name RepoName, guard func(repo metadata.Repository, hasImages bool, docs metadata.DocTx) error) (metadata.Repository, error) {
 	called := false
-	var fn func(metadata.Repository, bool, metadata.DocTx) error
-	if guard != nil {
-		fn = func(repo metadata.Repository, has bool, tx metadata.DocTx) error {
-			called = true
-			return guard(repo, has, tx)
+	fn := func(repo metadata.Repository, has bool, tx metadata.DocTx) error {
+		called = true
+		if guard != nil {
+			if err := guard(repo, has, tx); err != nil {
+				return err
+			}
 		}
+		// The lifecycle policy and its preview go with the repository.
+		for _, kind := range []string{lifecycle.DocKind, lifecycle.PreviewDocKind} {
+			if err := tx.Delete(kind, repo.Name); err != nil && !errors.Is(err, metadata.ErrNotFound) {
+				return err
+			}
+		}
+		return nil
 	}
 	repo, orphans, err := r.cfg.Store.DeleteRepositoryWith(ctx, string(name), fn)
 	if errors.Is(err, metadata.ErrNotFound) && !called {

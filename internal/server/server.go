@@ -33,8 +33,10 @@ import (
 	"github.com/cofferhq/coffer/internal/crypto/rootkey"
 	"github.com/cofferhq/coffer/internal/ecrapi"
 	"github.com/cofferhq/coffer/internal/endpoint"
+	"github.com/cofferhq/coffer/internal/gc"
 	"github.com/cofferhq/coffer/internal/iam"
 	"github.com/cofferhq/coffer/internal/kms"
+	"github.com/cofferhq/coffer/internal/lifecycle/runner"
 	"github.com/cofferhq/coffer/internal/metadata"
 	"github.com/cofferhq/coffer/internal/metadata/sqlite"
 	"github.com/cofferhq/coffer/internal/oci"
@@ -82,6 +84,14 @@ func (a *App) serve(ctx context.Context, ls []listener) error {
 	defer stopBG()
 	go a.reg.Run(bg, 5*time.Second)
 	go a.kms.Run(bg, time.Minute) // due key deletions and automatic rotations
+	// Single node: these loops run here. With several replicas they are to
+	// run only on the PostgreSQL leader (issue #9).
+	if a.cfg.LifecycleInterval > 0 {
+		go a.lifecycle.Loop(bg, a.cfg.LifecycleInterval)
+	}
+	if a.cfg.GCInterval > 0 {
+		go a.gc.Loop(bg, a.cfg.GCInterval)
+	}
 	if a.cfg.Pprof != "" {
 		go servePprof(bg, a.cfg.Pprof, a.log)
 	}
@@ -100,6 +110,8 @@ type App struct {
 	iam       *iam.Service
 	kms       *kms.Service
 	trail     *audit.Store
+	gc        *gc.Collector
+	lifecycle *runner.Runner
 	endpoints []*endpoint.Endpoint
 	handler   http.Handler
 }
@@ -232,7 +244,12 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 		return nil, err
 	}
 	door := &awsDoor{verifier: verifier, ecr: ecrH, iam: iamH, sts: stsH, kms: kms.NewHandler(kmsSvc), cloudtrail: ctH, limiter: limiter, log: log}
-	app := &App{cfg: cfg, log: log, store: store, reg: reg, accountID: accountID, iam: idsvc, kms: kmsSvc, trail: trail, endpoints: eps}
+	collector, err := gc.New(gc.Config{Store: store, Driver: driver, Log: log.With("log", "gc")})
+	if err != nil {
+		return nil, err
+	}
+	lifecycleRunner := runner.New(runner.Config{Store: store, Driver: driver, Log: log.With("log", "lifecycle"), LastPull: reg.LastPull})
+	app := &App{cfg: cfg, log: log, store: store, reg: reg, gc: collector, lifecycle: lifecycleRunner, accountID: accountID, iam: idsvc, kms: kmsSvc, trail: trail, endpoints: eps}
 	app.handler = newPipeline(pipelineConfig{
 		Log: log, Audit: trail, Ready: reg.Ready,
 		Routes: []mount{

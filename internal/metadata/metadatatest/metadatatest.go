@@ -54,6 +54,7 @@ func Run(t *testing.T, newStore func(t *testing.T) metadata.Store) {
 		concurrencyTests(),
 		documentTests(),
 		imageTests(),
+		gcTests(),
 	}
 	for _, g := range groups {
 		for _, tc := range g {

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/lifecycle/runner"
+	"github.com/cofferhq/coffer/internal/metadata"
+	"github.com/cofferhq/coffer/internal/metadata/sqlite"
+	"github.com/cofferhq/coffer/internal/storage"
+	fsdriver "github.com/cofferhq/coffer/internal/storage/fs"
+)
+
+const lifecycleAbout = `Lifecycle applies the repositories' lifecycle policies (PutLifecyclePolicy)
+now: every image a policy expires is deleted with its tags, as
+BatchDeleteImage would. It opens the metadata database and the blob store
+directly (not the server's audit trail), so it runs beside a live server.
+
+  coffer lifecycle run [--dry-run] [--repository NAME]
+      --dry-run prints what would expire and deletes nothing.
+      --repository limits the run to one repository.`
+
+func init() {
+	commands = append(commands, command{
+		name:     "lifecycle",
+		synopsis: "run [--dry-run] [--repository NAME] [flags]",
+		summary:  "apply the lifecycle policies now",
+		about:    lifecycleAbout,
+		config:   true,
+		run:      runLifecycle,
+	})
+}
+
+// dataStores are the metadata store and blob driver of a data directory,
+// opened without the server (no root key, no audit trail): what admin
+// commands that work beside a live server need.
+type dataStores struct {
+	store  metadata.Store
+	driver storage.Driver
+}
+
+func openDataStores(ctx context.Context, dataDir string) (*dataStores, error) {
+	db := filepath.Join(dataDir, "coffer.db")
+	if _, err := os.Stat(db); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s does not exist; the server creates it on first start", db)
+	}
+	store, err := sqlite.Open(ctx, sqlite.Config{Path: db})
+	if err != nil {
+		return nil, fmt.Errorf("metadata store: %w", err)
+	}
+	driver, err := fsdriver.New(fsdriver.Config{Root: filepath.Join(dataDir, "blobs")})
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("blob storage: %w", err)
+	}
+	return &dataStores{store: store, driver: driver}, nil
+}
+
+func runLifecycle(e *env, fset *flag.FlagSet, args []string) int {
+	if len(args) == 0 || args[0] != "run" {
+		if len(args) > 0 && strings.Contains("-h -help --help help", args[0]) {
+			config.RegisterFlags(fset)
+			fset.SetOutput(e.stdout)
+			fset.Usage()
+			return 0
+		}
+		fmt.Fprintln(e.stderr, "coffer lifecycle: name a subcommand: run")
+		return 2
+	}
+	dry := fset.Bool("dry-run", false, "print what would expire; delete nothing")
+	only := fset.String("repository", "", "apply only the policy of repository `NAME`")
+	cfg, err := config.Load(fset, args[1:], e.getenv)
+	if err != nil {
+		return e.configFailed(err)
+	}
+	if fset.NArg() > 0 {
+		fmt.Fprintf(e.stderr, "coffer lifecycle run: unexpected argument %q\n", fset.Arg(0))
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ds, err := openDataStores(ctx, cfg.DataDir)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "coffer lifecycle run: %v\n", err)
+		return 1
+	}
+	defer ds.store.Close()
+	run := runner.New(runner.Config{Store: ds.store, Driver: ds.driver})
+	var reps []runner.Report
+	if *only != "" {
+		repo, err := ds.store.GetRepository(ctx, *only)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "coffer lifecycle run: repository %s: %v\n", *only, err)
+			return 1
+		}
+		rep, err := run.RunRepository(ctx, repo, *dry)
+		if errors.Is(err, runner.ErrNoPolicy) {
+			fmt.Fprintf(e.stderr, "coffer lifecycle run: repository %s has no lifecycle policy\n", *only)
+			return 1
+		}
+		rep.Err = err
+		reps = []runner.Report{rep}
+	} else if reps, err = run.RunAll(ctx, *dry); err != nil {
+		fmt.Fprintf(e.stderr, "coffer lifecycle run: %v\n", err)
+		return 1
+	}
+	verb := "expired"
+	if *dry {
+		verb = "would expire"
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REPOSITORY\tDIGEST\tTAGS\tPUSHED\tRULE\tSTATUS")
+	total, failed := 0, false
+	for _, rep := range reps {
+		for _, c := range rep.Expired {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", rep.Repository, c.Image.Digest, orDash(strings.Join(c.Image.Tags, ",")),
+				c.Image.PushedAt.UTC().Format(time.RFC3339), c.RulePriority, verb)
+			total++
+		}
+		for _, c := range rep.Skipped {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", rep.Repository, c.Image.Digest, orDash(strings.Join(c.Image.Tags, ",")),
+				c.Image.PushedAt.UTC().Format(time.RFC3339), c.RulePriority, "skipped (changed or referenced by an index)")
+		}
+	}
+	tw.Flush()
+	for _, rep := range reps {
+		if rep.Err != nil {
+			failed = true
+			fmt.Fprintf(e.stderr, "coffer lifecycle run: %s: %v\n", rep.Repository, rep.Err)
+		}
+	}
+	fmt.Fprintf(e.stdout, "%d images %s in %d repositories with a lifecycle policy\n", total, verb, len(reps))
+	if failed {
+		return 1
+	}
+	return 0
+}

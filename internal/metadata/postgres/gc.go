@@ -1,0 +1,172 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cofferhq/coffer/internal/metadata"
+)
+
+// blobUnreferenced is the condition, on a blobs row b, that no repository
+// of its domain links it and no manifest of its domain references it.
+const blobUnreferenced = `NOT EXISTS (SELECT 1 FROM repo_blobs l JOIN repositories r ON r.id = l.repo_id
+		WHERE l.digest = b.digest AND r.domain = b.domain)
+	AND NOT EXISTS (SELECT 1 FROM manifest_refs f JOIN repositories r ON r.id = f.repo_id
+		WHERE f.ref_digest = b.digest AND r.domain = b.domain)`
+
+func pgLimit(limit int) any {
+	if limit <= 0 {
+		return nil // LIMIT NULL: no limit
+	}
+	return limit
+}
+
+// UnreferencedBlobs implements metadata.Store.
+func (s *Store) UnreferencedBlobs(ctx context.Context, before time.Time, afterDomain, afterDigest string, limit int) ([]metadata.Blob, error) {
+	rows, err := s.pool.Query(ctx, `SELECT b.domain, b.digest, b.size, b.object_key, b.created_at FROM blobs b
+		WHERE (b.domain, b.digest) > ($1, $2) AND b.created_at < $3 AND `+blobUnreferenced+`
+		ORDER BY b.domain, b.digest LIMIT $4`, afterDomain, afterDigest, micros(before), pgLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("unreferenced blobs: %w", err)
+	}
+	defer rows.Close()
+	var out []metadata.Blob
+	for rows.Next() {
+		b, err := scanBlob(rows)
+		if err != nil {
+			return nil, fmt.Errorf("unreferenced blobs: %w", err)
+		}
+		out = append(out, b)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("unreferenced blobs: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteBlobIfUnreferenced implements metadata.Store. The blob row is
+// locked FOR UPDATE first: every writer that links the digest (LinkBlob,
+// CommitUpload, CommitBlob) or pushes a manifest referencing it holds the
+// row FOR KEY SHARE until it commits, so the lock waits for those in flight
+// and the checks that follow (fresh snapshots under READ COMMITTED) see
+// their links; writers that come later wait for this transaction and then
+// find the row gone (commitBlob inserts it anew).
+func (s *Store) DeleteBlobIfUnreferenced(ctx context.Context, domain, digest string, before time.Time) (metadata.Blob, bool, error) {
+	var (
+		b       metadata.Blob
+		deleted bool
+	)
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		b, deleted = metadata.Blob{}, false
+		var err error
+		_, err = scanBlob(tx.QueryRow(ctx, `SELECT `+blobColumns+` FROM blobs
+			WHERE domain = $1 AND digest = $2 FOR UPDATE`, domain, digest))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		b, err = scanBlob(tx.QueryRow(ctx, `SELECT b.domain, b.digest, b.size, b.object_key, b.created_at FROM blobs b
+			WHERE b.domain = $1 AND b.digest = $2 AND b.created_at < $3 AND `+blobUnreferenced, domain, digest, micros(before)))
+		if errors.Is(err, pgx.ErrNoRows) {
+			b = metadata.Blob{}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM blobs WHERE domain = $1 AND digest = $2`, domain, digest); err != nil {
+			return err
+		}
+		deleted = true
+		return nil
+	})
+	if err != nil {
+		return metadata.Blob{}, false, fmt.Errorf("delete unreferenced blob %s/%s: %w", domain, digest, notFound(err))
+	}
+	return b, deleted, nil
+}
+
+// StaleUploads implements metadata.Store.
+func (s *Store) StaleUploads(ctx context.Context, before time.Time, afterID string, limit int) ([]metadata.Upload, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+uploadColumns+` FROM uploads WHERE updated_at < $1 AND id > $2 ORDER BY id LIMIT $3`,
+		micros(before), afterID, pgLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("stale uploads: %w", err)
+	}
+	defer rows.Close()
+	var out []metadata.Upload
+	for rows.Next() {
+		u, err := scanUpload(rows)
+		if err != nil {
+			return nil, fmt.Errorf("stale uploads: %w", err)
+		}
+		out = append(out, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("stale uploads: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteStaleUpload implements metadata.Store: one DELETE whose WHERE is
+// re-evaluated against the committed row if it waited for an UpdateUpload.
+func (s *Store) DeleteStaleUpload(ctx context.Context, id string, before time.Time) (metadata.Upload, bool, error) {
+	var u metadata.Upload
+	err := retry(ctx, func() error {
+		var err error
+		u, err = scanUpload(s.pool.QueryRow(ctx, `DELETE FROM uploads WHERE id = $1 AND updated_at < $2 RETURNING `+uploadColumns,
+			id, micros(before)))
+		return err
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return metadata.Upload{}, false, nil
+	}
+	if err != nil {
+		return metadata.Upload{}, false, fmt.Errorf("delete stale upload %s: %w", id, notFound(err))
+	}
+	return u, true, nil
+}
+
+// ObjectKeys implements metadata.Store, from one snapshot.
+func (s *Store) ObjectKeys(ctx context.Context, fn func(string) error) error {
+	return s.inTx(ctx, snapshot, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT object_key, NULL::text FROM blobs
+			UNION ALL SELECT object_key, NULL FROM manifests
+			UNION ALL SELECT NULL, parts FROM uploads`)
+		if err != nil {
+			return fmt.Errorf("object keys: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var key, parts *string
+			if err := rows.Scan(&key, &parts); err != nil {
+				return fmt.Errorf("object keys: %w", err)
+			}
+			if key != nil {
+				if err := fn(*key); err != nil {
+					return err
+				}
+				continue
+			}
+			var ps []metadata.Part
+			if parts != nil {
+				if err := json.Unmarshal([]byte(*parts), &ps); err != nil {
+					return fmt.Errorf("object keys: decode parts: %w", err)
+				}
+			}
+			for _, p := range ps {
+				if err := fn(p.ObjectKey); err != nil {
+					return err
+				}
+			}
+		}
+		return rows.Err()
+	})
+}
