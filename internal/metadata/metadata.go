@@ -216,6 +216,10 @@ type Store interface {
 	// LinkBlob links an existing blob of the repository's domain to the
 	// repository (cross-repository mount); ErrNotFound if the domain lacks it.
 	LinkBlob(ctx context.Context, repoID, domain, digest string) (Blob, error)
+	// BlobRepositories returns up to limit names of repositories of the
+	// domain that link the digest, in name order (a cross-repository mount
+	// without "from" looks for one the caller may read).
+	BlobRepositories(ctx context.Context, domain, digest string, limit int) ([]string, error)
 	// UnlinkBlob removes the repository's link; ErrNotFound if not linked.
 	UnlinkBlob(ctx context.Context, repoID, digest string) error
 	// CommitUpload, in one transaction, deletes the upload session, inserts b

@@ -127,7 +127,7 @@ func writeBlobCreated(w http.ResponseWriter, name registry.RepoName, b metadata.
 
 func (h *Handler) startUpload(ctx context.Context, w http.ResponseWriter, r *http.Request, info *auth.Info, name registry.RepoName) error {
 	q := r.URL.Query()
-	repo, err := h.reg.RepositoryForPush(ctx, name)
+	repo, err := h.reg.RepositoryForPush(ctx, name, h.mayCreate(ctx, r, name))
 	if err != nil {
 		return err
 	}
@@ -163,10 +163,30 @@ func (h *Handler) startUpload(ctx context.Context, w http.ResponseWriter, r *htt
 	return nil
 }
 
+// maxMountCandidates bounds how many repositories a mount without "from"
+// tries.
+const maxMountCandidates = 10
+
 // tryMount mounts d from the repository named from when the caller may read
-// it there; any failure falls back to a regular upload, as the spec says.
+// it there. Without from, it mounts from any repository of the target's
+// encryption domain that holds the blob and that the caller may read
+// (OCI's automatic content discovery). Any failure falls back to a regular
+// upload, as the spec says.
 func (h *Handler) tryMount(ctx context.Context, info *auth.Info, repo metadata.Repository, d registry.Digest, from string) (metadata.Blob, bool) {
 	if from == "" {
+		names, err := h.reg.RepositoriesHolding(ctx, repo, d, maxMountCandidates)
+		if err != nil {
+			h.log.WarnContext(ctx, "mount without from: listing holders failed; falling back to upload", "digest", d, "error", err)
+			return metadata.Blob{}, false
+		}
+		for _, n := range names {
+			if n == repo.Name {
+				continue
+			}
+			if b, ok := h.tryMount(ctx, info, repo, d, n); ok {
+				return b, true
+			}
+		}
 		return metadata.Blob{}, false
 	}
 	fromName, err := registry.ParseRepoName(from)

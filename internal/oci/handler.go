@@ -156,6 +156,17 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 	return ociErr(http.StatusNotFound, "NAME_UNKNOWN", "no such endpoint")
 }
 
+// mayCreate authorizes creating a repository on push (ecr:CreateRepository).
+func (h *Handler) mayCreate(ctx context.Context, r *http.Request, name registry.RepoName) func() error {
+	return func() error {
+		info := auth.FromContext(ctx)
+		if info == nil {
+			info = &auth.Info{}
+		}
+		return h.authz.Authorize(ctx, info, "ecr:CreateRepository", h.reg.RepositoryARN(string(name)))
+	}
+}
+
 // pageParams reads the n and last query parameters; n < 0 means no limit.
 func pageParams(r *http.Request) (n int, last string, err error) {
 	q := r.URL.Query()
@@ -271,7 +282,7 @@ func (h *Handler) putManifest(ctx context.Context, w http.ResponseWriter, r *htt
 	if len(body) > registry.MaxManifestSize {
 		return fmt.Errorf("%w: more than %d bytes", registry.ErrManifestTooLarge, registry.MaxManifestSize)
 	}
-	repo, err := h.reg.RepositoryForPush(ctx, name)
+	repo, err := h.reg.RepositoryForPush(ctx, name, h.mayCreate(ctx, r, name))
 	if err != nil {
 		return err
 	}

@@ -88,3 +88,14 @@ func (r *Registry) MountBlob(ctx context.Context, repo, from metadata.Repository
 	}
 	return stored, nil
 }
+
+// RepositoriesHolding returns up to limit names of repositories of repo's
+// encryption domain that link digest d (candidates for a mount without
+// "from"; the caller must still authorize reading from them).
+func (r *Registry) RepositoriesHolding(ctx context.Context, repo metadata.Repository, d Digest, limit int) ([]string, error) {
+	names, err := r.cfg.Store.BlobRepositories(ctx, repo.Domain, string(d), limit)
+	if err != nil {
+		return nil, fmt.Errorf("repositories holding %s: %w", d, err)
+	}
+	return names, nil
+}

@@ -127,11 +127,16 @@ func (r *Registry) Repository(ctx context.Context, name RepoName) (metadata.Repo
 }
 
 // RepositoryForPush returns the repository a push goes to, creating it with
-// the registry's defaults when create-on-push is enabled.
-func (r *Registry) RepositoryForPush(ctx context.Context, name RepoName) (metadata.Repository, error) {
+// the registry's defaults when create-on-push is enabled and mayCreate (the
+// caller's ecr:CreateRepository permission, as ECR's create-on-push
+// requires) allows it.
+func (r *Registry) RepositoryForPush(ctx context.Context, name RepoName, mayCreate func() error) (metadata.Repository, error) {
 	repo, err := r.Repository(ctx, name)
 	if err == nil || !errors.Is(err, ErrNameUnknown) || !r.cfg.CreateOnPush {
 		return repo, err
+	}
+	if err := mayCreate(); err != nil {
+		return metadata.Repository{}, err
 	}
 	return r.CreateRepository(ctx, metadata.Repository{Name: string(name)}, true)
 }

@@ -155,7 +155,7 @@ func TestGCRacesPushes(t *testing.T) {
 	}
 
 	// An abandoned upload, reclaimed once it is older than the upload TTL.
-	repo, err := app.reg.RepositoryForPush(ctx, "gc/abandoned")
+	repo, err := app.reg.RepositoryForPush(ctx, "gc/abandoned", func() error { return nil })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,7 @@ func blobTests() []testCase {
 		{"Blobs/Unknown", testBlobUnknown},
 		{"Blobs/DomainsAreSeparate", testBlobDomains},
 		{"Blobs/LinkBlob", testLinkBlob},
+		{"Blobs/BlobRepositories", testBlobRepositories},
 		{"Blobs/UnlinkBlob", testUnlinkBlob},
 		{"Blobs/CommitUpload", testCommitUpload},
 		{"Blobs/CommitUploadDedup", testCommitUploadDedup},
@@ -332,4 +333,35 @@ func testUploadDelete(t *testing.T, s metadata.Store) {
 	_, err = s.DeleteUpload(ctx, u.ID)
 	wantErr(t, "delete twice", err, metadata.ErrNotFound)
 	wantErr(t, "update deleted", s.UpdateUpload(ctx, u, u.Size), metadata.ErrNotFound)
+}
+
+// BlobRepositories lists the repositories of a domain that link a digest.
+func testBlobRepositories(t *testing.T, s metadata.Store) {
+	ctx := t.Context()
+	b1, a1, other := aesRepo(t, s, "b1"), aesRepo(t, s, "a1"), aesRepo(t, s, "other")
+	k := kmsRepo(t, s, "kms")
+	blob := newBlob(a1, "shared")
+	if _, _, err := s.CommitBlob(ctx, a1.ID, blob); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.LinkBlob(ctx, b1.ID, "aes256", blob.Digest); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.CommitBlob(ctx, k.ID, newBlob(k, "shared")); err != nil {
+		t.Fatal(err)
+	}
+	_ = other
+	got, err := s.BlobRepositories(ctx, "aes256", blob.Digest, 10)
+	if err != nil || len(got) != 2 || got[0] != "a1" || got[1] != "b1" {
+		t.Fatalf("BlobRepositories = %v, %v; want [a1 b1] (not other, not the KMS domain)", got, err)
+	}
+	if got, _ := s.BlobRepositories(ctx, "aes256", blob.Digest, 1); len(got) != 1 || got[0] != "a1" {
+		t.Fatalf("limit 1 = %v", got)
+	}
+	if got, _ := s.BlobRepositories(ctx, k.Domain, blob.Digest, 10); len(got) != 1 || got[0] != "kms" {
+		t.Fatalf("KMS domain = %v", got)
+	}
+	if got, err := s.BlobRepositories(ctx, "aes256", digestOf("nothing"), 10); err != nil || len(got) != 0 {
+		t.Fatalf("unknown digest = %v, %v", got, err)
+	}
 }

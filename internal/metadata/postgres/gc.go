@@ -170,3 +170,25 @@ func (s *Store) ObjectKeys(ctx context.Context, fn func(string) error) error {
 		return rows.Err()
 	})
 }
+
+// BlobRepositories implements metadata.Store (repo_blobs_digest index).
+func (s *Store) BlobRepositories(ctx context.Context, domain, digest string, limit int) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT r.name FROM repo_blobs rb JOIN repositories r ON r.id = rb.repo_id
+		WHERE rb.digest = $1 AND r.domain = $2 ORDER BY r.name LIMIT $3`, digest, domain, pgLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("repositories linking %s: %w", digest, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, fmt.Errorf("repositories linking %s: %w", digest, err)
+		}
+		out = append(out, name)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("repositories linking %s: %w", digest, err)
+	}
+	return out, nil
+}

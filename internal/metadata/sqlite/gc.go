@@ -158,3 +158,25 @@ func (s *Store) ObjectKeys(ctx context.Context, fn func(string) error) error {
 	}
 	return rows.Err()
 }
+
+// BlobRepositories implements metadata.Store (repo_blobs_digest index).
+func (s *Store) BlobRepositories(ctx context.Context, domain, digest string, limit int) ([]string, error) {
+	rows, err := s.query(ctx, `SELECT r.name FROM repo_blobs rb JOIN repositories r ON r.id = rb.repo_id
+		WHERE rb.digest = ? AND r.domain = ? ORDER BY r.name LIMIT ?`, digest, domain, sqlLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("repositories linking %s: %w", digest, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, fmt.Errorf("repositories linking %s: %w", digest, err)
+		}
+		out = append(out, name)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("repositories linking %s: %w", digest, err)
+	}
+	return out, nil
+}
