@@ -80,6 +80,11 @@ type Info struct {
 	TLSVersion     string
 	TLSCipherSuite string
 	Host           string
+	// RequestTags are the tags a tagging request asks to set
+	// (aws:RequestTag/<key>, aws:TagKeys); RequestTagKeys the keys an
+	// untag request removes (aws:TagKeys only).
+	RequestTags    map[string]string
+	RequestTagKeys []string
 	// EndpointID and VPCID name the network endpoint the request arrived
 	// through ("" for the public listener): aws:SourceVpce, aws:SourceVpc
 	// and the audit record's vpcEndpointId.

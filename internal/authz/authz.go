@@ -9,8 +9,10 @@ package authz
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +28,9 @@ import (
 const (
 	KindRepositoryPolicy = "ecr.repositorypolicy" // key: repository name
 	KindRegistryPolicy   = "ecr.registrypolicy"   // key: "registry"
+	// KindRepositoryTags holds a repository's resource tags (key:
+	// repository name; JSON [{"Key","Value"}]): aws:ResourceTag/<key>.
+	KindRepositoryTags = "ecr.tags"
 )
 
 // Config configures an Authorizer.
@@ -70,7 +75,7 @@ func (a *Authorizer) Authorize(ctx context.Context, info *auth.Info, action, res
 	if err != nil {
 		return fmt.Errorf("authz: identity policies: %w", err)
 	}
-	resourcePolicies, err := a.resourcePolicies(ctx, resource)
+	resourcePolicies, resourceTags, err := a.resourcePolicies(ctx, resource)
 	if err != nil {
 		return fmt.Errorf("authz: resource policies: %w", err)
 	}
@@ -83,7 +88,7 @@ func (a *Authorizer) Authorize(ctx context.Context, info *auth.Info, action, res
 			Principal: policy.Principal{ARN: p.ARN, Account: p.AccountID, Type: p.Type, RoleARN: p.RoleARN},
 			Action:    action,
 			Resource:  resource,
-			Context:   a.context(info),
+			Context:   a.contextWithTags(info, resourceTags),
 		},
 		ResourceAccount: a.cfg.AccountID,
 		Identity:        identity,
@@ -110,14 +115,18 @@ func (a *Authorizer) gates(info *auth.Info) ([]policy.Gate, error) {
 }
 
 // resourcePolicies returns the repository policy of an ECR repository ARN
-// and the registry policy, as they exist.
-func (a *Authorizer) resourcePolicies(ctx context.Context, resource string) ([]*policy.Policy, error) {
+// and the registry policy, as they exist, and the repository's tags, read
+// in one snapshot.
+func (a *Authorizer) resourcePolicies(ctx context.Context, resource string) ([]*policy.Policy, map[string]string, error) {
 	prefix := "arn:aws:ecr:" + a.cfg.Region + ":" + a.cfg.AccountID + ":repository/"
 	name, ok := strings.CutPrefix(resource, prefix)
 	if !ok {
-		return nil, nil
+		return nil, nil, nil
 	}
-	var docs [][]byte
+	var (
+		docs [][]byte
+		tags map[string]string
+	)
 	err := a.cfg.Docs.ViewDocs(ctx, func(tx metadata.DocTx) error {
 		for _, k := range [][2]string{{KindRepositoryPolicy, name}, {KindRegistryPolicy, "registry"}} {
 			if k[1] == "*" {
@@ -132,20 +141,59 @@ func (a *Authorizer) resourcePolicies(ctx context.Context, resource string) ([]*
 			}
 			docs = append(docs, d.Data)
 		}
+		if name == "*" {
+			return nil
+		}
+		d, err := tx.Get(KindRepositoryTags, name)
+		if errors.Is(err, metadata.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var list []struct{ Key, Value string }
+		if err := json.Unmarshal(d.Data, &list); err != nil {
+			return fmt.Errorf("tags of %s: %w", name, err)
+		}
+		tags = make(map[string]string, len(list))
+		for _, t := range list {
+			tags[t.Key] = t.Value
+		}
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out := make([]*policy.Policy, 0, len(docs))
 	for _, d := range docs {
 		pol, err := policy.Parse(d, policy.Resource)
 		if err != nil {
-			return nil, fmt.Errorf("stored resource policy does not parse: %w", err)
+			return nil, nil, fmt.Errorf("stored resource policy does not parse: %w", err)
 		}
 		out = append(out, pol)
 	}
-	return out, nil
+	return out, tags, nil
+}
+
+// contextWithTags adds the tag condition keys to the request context:
+// aws:ResourceTag/<key> and ecr:ResourceTag/<key> for the resource's tags,
+// aws:RequestTag/<key> and aws:TagKeys for a tagging request's tags.
+func (a *Authorizer) contextWithTags(info *auth.Info, resourceTags map[string]string) policy.Context {
+	c := a.context(info)
+	for k, v := range resourceTags {
+		c.Set("aws:ResourceTag/"+k, v)
+		c.Set("ecr:ResourceTag/"+k, v)
+	}
+	if len(info.RequestTags) > 0 || len(info.RequestTagKeys) > 0 {
+		keys := slices.Clone(info.RequestTagKeys)
+		for k, v := range info.RequestTags {
+			keys = append(keys, k)
+			c.Set("aws:RequestTag/"+k, v)
+		}
+		slices.Sort(keys)
+		c.Set("aws:TagKeys", slices.Compact(keys)...)
+	}
+	return c
 }
 
 // context returns the global condition keys of a request.

@@ -86,7 +86,7 @@ func (s registryScope) repositoryErr(err error, name registry.RepoName) error {
 // Document kinds of the ECR API that have no table of their own. The
 // repository and registry policies are authz's kinds: the decision point
 // reads what the API writes.
-const kindRepositoryTags = "ecr.tags" // key: repository name; JSON []tagShape sorted by Key
+const kindRepositoryTags = authz.KindRepositoryTags // key: repository name; JSON []tagShape sorted by Key
 
 // clearRepositoryDocs deletes the documents that belong to a repository
 // (policy and tags) inside a metadata transaction, if they exist.
@@ -107,6 +107,7 @@ func (h *Handler) createRepository(r *http.Request, info *auth.Info, body []byte
 	}
 	ctx := r.Context()
 	arn := h.cfg.Registry.RepositoryARN(string(in.name))
+	info.RequestTags = requestTags(in.tags)
 	if err := h.authorizeRepo(ctx, info, "ecr:CreateRepository", arn); err != nil {
 		return nil, err
 	}

@@ -66,6 +66,7 @@ func (h *Handler) tagResource(r *http.Request, info *auth.Info, body []byte) (an
 		return nil, err
 	}
 	ctx := r.Context()
+	info.RequestTags = requestTags(add)
 	if err := h.authorizeRepo(ctx, info, "ecr:TagResource", h.cfg.Registry.RepositoryARN(string(name))); err != nil {
 		return nil, err
 	}
@@ -102,6 +103,7 @@ func (h *Handler) untagResource(r *http.Request, info *auth.Info, body []byte) (
 		return nil, err
 	}
 	ctx := r.Context()
+	info.RequestTagKeys = keys
 	if err := h.authorizeRepo(ctx, info, "ecr:UntagResource", h.cfg.Registry.RepositoryARN(string(name))); err != nil {
 		return nil, err
 	}
@@ -148,4 +150,16 @@ func (h *Handler) listTagsForResource(r *http.Request, info *auth.Info, body []b
 	return struct {
 		Tags []tagShape `json:"tags"`
 	}{tags}, nil
+}
+
+// requestTags is the aws:RequestTag/<key> view of a request's tags.
+func requestTags(tags []tagShape) map[string]string {
+	if len(tags) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(tags))
+	for _, t := range tags {
+		m[t.Key] = t.Value
+	}
+	return m
 }
