@@ -137,9 +137,11 @@ func TestSinkBacklogIsBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The worker may hold one record in flight (being retried), besides
+	// the bounded queue.
 	st := s.SinkStats()[0]
-	if st.Queued > 10 || st.Dropped < 40 {
-		t.Fatalf("stats = %+v; want at most 10 queued and at least 40 dropped", st)
+	if st.Queued > 10 || st.Dropped < 39 {
+		t.Fatalf("stats = %+v; want at most 10 queued and at least 39 dropped", st)
 	}
 	up.Store(true)
 	start := time.Now()
@@ -149,8 +151,8 @@ func TestSinkBacklogIsBounded(t *testing.T) {
 	if time.Since(start) > 4*time.Second {
 		t.Errorf("Close took %s", time.Since(start))
 	}
-	if got.count() != 10 {
-		t.Errorf("the webhook got %d records after recovering, want the 10 queued", got.count())
+	if n := got.count(); n < 10 || n > 11 {
+		t.Errorf("the webhook got %d records after recovering, want the 10 queued (and at most one in flight)", n)
 	}
 	if n := len(trailRecords(t, dir)); n != 50 {
 		t.Fatalf("trail holds %d records, want 50", n)
