@@ -61,6 +61,10 @@ type Config struct {
 	// evaluation and garbage collection; 0 turns either off.
 	LifecycleInterval time.Duration
 	GCInterval        time.Duration
+	// InsecureHTTP serves plain HTTP on a non-loopback Listen; without it
+	// such a listener serves TLS with a certificate from the private CA
+	// (issue #7: TLS on every non-loopback listener by default).
+	InsecureHTTP bool
 	// LogLevel is one of debug, info, warn, error.
 	LogLevel string
 	// LogFormat is json or text.
@@ -129,6 +133,7 @@ func (c Config) summary() []slog.Attr {
 		slog.Int("endpoints", len(c.Endpoints)),
 		slog.String("lifecycle_interval", c.LifecycleInterval.String()),
 		slog.String("gc_interval", c.GCInterval.String()),
+		slog.Bool("insecure_http", c.InsecureHTTP),
 	)
 }
 

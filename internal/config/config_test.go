@@ -161,7 +161,7 @@ func TestString(t *testing.T) {
 	t.Parallel()
 	want := "listen=127.0.0.1:5000 data=./coffer-data region=us-east-1 account_id=<generated> " +
 		"create_on_push=false insecure_allow_anonymous=false root_key_file=coffer-data/root.key " +
-		"log_level=info log_format=json pprof=<off> shutdown_timeout=30s config_file=<none> public_endpoint=true endpoints=0 lifecycle_interval=1h0m0s gc_interval=1h0m0s"
+		"log_level=info log_format=json pprof=<off> shutdown_timeout=30s config_file=<none> public_endpoint=true endpoints=0 lifecycle_interval=1h0m0s gc_interval=1h0m0s insecure_http=false"
 	if got := Defaults().String(); got != want {
 		t.Errorf("String() =\n%s\nwant\n%s", got, want)
 	}

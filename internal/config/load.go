@@ -162,6 +162,7 @@ type fileConfig struct {
 	PublicEndpoint       yaml.Node `yaml:"public_endpoint"`
 	LifecycleInterval    yaml.Node `yaml:"lifecycle_interval"`
 	GCInterval           yaml.Node `yaml:"gc_interval"`
+	InsecureHTTP         yaml.Node `yaml:"insecure_http"`
 	// Endpoints is a list, decoded on its own (not a table setting).
 	Endpoints yaml.Node `yaml:"endpoints"`
 }
@@ -187,6 +188,7 @@ func (f *fileConfig) nodes() [numSettings]*yaml.Node {
 		sPublicEndpoint:         &f.PublicEndpoint,
 		sLifecycleInterval:      &f.LifecycleInterval,
 		sGCInterval:             &f.GCInterval,
+		sInsecureHTTP:           &f.InsecureHTTP,
 	}
 }
 

@@ -27,6 +27,7 @@ const (
 	sPublicEndpoint
 	sLifecycleInterval
 	sGCInterval
+	sInsecureHTTP
 	numSettings
 )
 
@@ -127,6 +128,11 @@ var settings = [numSettings]setting{
 		key: "gc_interval", env: "COFFER_GC_INTERVAL", flag: "gc-interval", arg: "DURATION",
 		usage: "how often online garbage collection runs; 0 turns it off",
 		field: func(c *Config) any { return &c.GCInterval },
+	},
+	sInsecureHTTP: {
+		key: "insecure_http", env: "COFFER_INSECURE_HTTP", flag: "insecure-http",
+		usage: "serve plain HTTP on a non-loopback --listen (default: TLS with a certificate from the private CA)",
+		field: func(c *Config) any { return &c.InsecureHTTP },
 	},
 	sAdminAccessKeyID: {
 		key: "admin_access_key_id", env: "COFFER_ADMIN_ACCESS_KEY_ID", secret: true,

@@ -254,3 +254,23 @@ func putDoc(t *testing.T, cfg config.Config, kind, key, doc string) {
 		t.Fatal(err)
 	}
 }
+
+func TestPublicListenerNeedsTLS(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		addr     string
+		insecure bool
+		want     bool
+	}{
+		{"127.0.0.1:5000", false, false},
+		{"[::1]:5000", false, false},
+		{"10.0.0.5:443", false, true},
+		{"[::]:443", false, true},
+		{"0.0.0.0:5000", true, false},
+		{"garbage", false, true},
+	} {
+		if got := publicNeedsTLS(tc.addr, tc.insecure); got != tc.want {
+			t.Errorf("publicNeedsTLS(%q, %v) = %v", tc.addr, tc.insecure, got)
+		}
+	}
+}

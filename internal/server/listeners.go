@@ -84,6 +84,13 @@ func endpointPolicies(eps []*endpoint.Endpoint) (map[string]*policy.Policy, erro
 	return out, nil
 }
 
+// publicNeedsTLS: the public listener serves TLS unless it is on loopback
+// or plain HTTP was asked for (issue #7).
+func publicNeedsTLS(addr string, insecureHTTP bool) bool {
+	ap, err := netip.ParseAddrPort(addr)
+	return err != nil || (!ap.Addr().IsLoopback() && !insecureHTTP)
+}
+
 // listener is one address an endpoint (or the public listener) serves.
 type listener struct {
 	ep    *endpoint.Endpoint
@@ -101,14 +108,31 @@ func openListeners(cfg config.Config, eps []*endpoint.Endpoint, log *slog.Logger
 			l.ln.Close()
 		}
 	}
+	var ca *endpoint.CA
 	if cfg.PublicEndpoint {
 		ln, err := net.Listen("tcp", cfg.Listen)
 		if err != nil {
 			return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 		}
-		out = append(out, listener{ep: &endpoint.Endpoint{Public: true}, ln: ln})
+		pub := listener{ep: &endpoint.Endpoint{Public: true}, ln: ln}
+		// TLS on every non-loopback listener unless explicitly insecure.
+		if publicNeedsTLS(ln.Addr().String(), cfg.InsecureHTTP) {
+			if ca, err = endpoint.LoadOrCreateCA(filepath.Join(cfg.DataDir, "tls")); err != nil {
+				ln.Close()
+				return nil, err
+			}
+			certFile, keyFile, err := ca.Issue(&endpoint.Endpoint{ID: "public", Listen: []string{ln.Addr().String()}})
+			if err != nil {
+				ln.Close()
+				return nil, fmt.Errorf("public listener certificate: %w", err)
+			}
+			if pub.certs, err = endpoint.LoadCertificate(certFile, keyFile); err != nil {
+				ln.Close()
+				return nil, err
+			}
+		}
+		out = append(out, pub)
 	}
-	var ca *endpoint.CA
 	for _, e := range eps {
 		var certs *endpoint.Certificate
 		if !e.Insecure {
