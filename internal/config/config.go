@@ -65,6 +65,12 @@ type Config struct {
 	// such a listener serves TLS with a certificate from the private CA
 	// (issue #7: TLS on every non-loopback listener by default).
 	InsecureHTTP bool
+	// AuditRetentionDays deletes audit files older than that many days
+	// (0 keeps all); AuditWebhookURL and AuditSyslogAddr forward every
+	// record to a SIEM (issue #8).
+	AuditRetentionDays int
+	AuditWebhookURL    string
+	AuditSyslogAddr    string
 	// LogLevel is one of debug, info, warn, error.
 	LogLevel string
 	// LogFormat is json or text.
@@ -134,6 +140,9 @@ func (c Config) summary() []slog.Attr {
 		slog.String("lifecycle_interval", c.LifecycleInterval.String()),
 		slog.String("gc_interval", c.GCInterval.String()),
 		slog.Bool("insecure_http", c.InsecureHTTP),
+		slog.Int("audit_retention_days", c.AuditRetentionDays),
+		slog.String("audit_webhook_url", orNote(c.AuditWebhookURL, "<none>")),
+		slog.String("audit_syslog_addr", orNote(c.AuditSyslogAddr, "<none>")),
 	)
 }
 

@@ -161,7 +161,7 @@ func TestString(t *testing.T) {
 	t.Parallel()
 	want := "listen=127.0.0.1:5000 data=./coffer-data region=us-east-1 account_id=<generated> " +
 		"create_on_push=false insecure_allow_anonymous=false root_key_file=coffer-data/root.key " +
-		"log_level=info log_format=json pprof=<off> shutdown_timeout=30s config_file=<none> public_endpoint=true endpoints=0 lifecycle_interval=1h0m0s gc_interval=1h0m0s insecure_http=false"
+		"log_level=info log_format=json pprof=<off> shutdown_timeout=30s config_file=<none> public_endpoint=true endpoints=0 lifecycle_interval=1h0m0s gc_interval=1h0m0s insecure_http=false audit_retention_days=0 audit_webhook_url=<none> audit_syslog_addr=<none>"
 	if got := Defaults().String(); got != want {
 		t.Errorf("String() =\n%s\nwant\n%s", got, want)
 	}
@@ -315,5 +315,19 @@ func TestSecretNeverFormatted(t *testing.T) {
 
 	for name, s := range forms {
 		assertNoSecret(t, name, s)
+	}
+}
+
+func TestAuditSettings(t *testing.T) {
+	t.Parallel()
+	cfg, err := load(t, "version: 1\naudit_retention_days: 90\naudit_webhook_url: https://siem.example/hook\naudit_syslog_addr: 127.0.0.1:6514\n", nil, "--config", "$FILE")
+	if err != nil || cfg.AuditRetentionDays != 90 || cfg.AuditWebhookURL != "https://siem.example/hook" || cfg.AuditSyslogAddr != "127.0.0.1:6514" {
+		t.Fatalf("Load = %+v, %v", cfg, err)
+	}
+	_, err = load(t, "version: 1\naudit_retention_days: soon\naudit_webhook_url: ftp://x\naudit_syslog_addr: nocolon\n", nil, "--config", "$FILE")
+	for _, want := range []string{`"soon" is not a whole number`, `"ftp://x" is not an http(s) URL`, `"nocolon" is not host:port`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
 	}
 }

@@ -163,6 +163,9 @@ type fileConfig struct {
 	LifecycleInterval    yaml.Node `yaml:"lifecycle_interval"`
 	GCInterval           yaml.Node `yaml:"gc_interval"`
 	InsecureHTTP         yaml.Node `yaml:"insecure_http"`
+	AuditRetentionDays   yaml.Node `yaml:"audit_retention_days"`
+	AuditWebhookURL      yaml.Node `yaml:"audit_webhook_url"`
+	AuditSyslogAddr      yaml.Node `yaml:"audit_syslog_addr"`
 	// Endpoints is a list, decoded on its own (not a table setting).
 	Endpoints yaml.Node `yaml:"endpoints"`
 }
@@ -189,6 +192,9 @@ func (f *fileConfig) nodes() [numSettings]*yaml.Node {
 		sLifecycleInterval:      &f.LifecycleInterval,
 		sGCInterval:             &f.GCInterval,
 		sInsecureHTTP:           &f.InsecureHTTP,
+		sAuditRetentionDays:     &f.AuditRetentionDays,
+		sAuditWebhookURL:        &f.AuditWebhookURL,
+		sAuditSyslogAddr:        &f.AuditSyslogAddr,
 	}
 }
 
@@ -293,6 +299,11 @@ func (c *Config) setNode(id settingID, n *yaml.Node) error {
 		}
 		return c.set(id, strconv.FormatBool(b), o)
 	case *time.Duration:
+		return c.set(id, n.Value, o)
+	case *int:
+		if n.ShortTag() != "!!int" {
+			return fmt.Errorf("%q is not a whole number", n.Value)
+		}
 		return c.set(id, n.Value, o)
 	}
 	panic("config: unreachable")

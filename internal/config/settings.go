@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -28,6 +29,9 @@ const (
 	sLifecycleInterval
 	sGCInterval
 	sInsecureHTTP
+	sAuditRetentionDays
+	sAuditWebhookURL
+	sAuditSyslogAddr
 	numSettings
 )
 
@@ -134,6 +138,21 @@ var settings = [numSettings]setting{
 		usage: "serve plain HTTP on a non-loopback --listen (default: TLS with a certificate from the private CA)",
 		field: func(c *Config) any { return &c.InsecureHTTP },
 	},
+	sAuditRetentionDays: {
+		key: "audit_retention_days", env: "COFFER_AUDIT_RETENTION_DAYS", flag: "audit-retention-days", arg: "DAYS",
+		usage: "delete audit log and digest files older than this many days (the deletion is itself audited); 0 keeps all",
+		field: func(c *Config) any { return &c.AuditRetentionDays },
+	},
+	sAuditWebhookURL: {
+		key: "audit_webhook_url", env: "COFFER_AUDIT_WEBHOOK_URL", flag: "audit-webhook-url", arg: "URL",
+		usage: "also POST every audit record to this URL ({\"Records\":[...]}; retried, bounded backlog)",
+		field: func(c *Config) any { return &c.AuditWebhookURL },
+	},
+	sAuditSyslogAddr: {
+		key: "audit_syslog_addr", env: "COFFER_AUDIT_SYSLOG_ADDR", flag: "audit-syslog-addr", arg: "HOST:PORT",
+		usage: "also send every audit record to this syslog collector (RFC 5424 over TCP)",
+		field: func(c *Config) any { return &c.AuditSyslogAddr },
+	},
 	sAdminAccessKeyID: {
 		key: "admin_access_key_id", env: "COFFER_ADMIN_ACCESS_KEY_ID", secret: true,
 		usage: "access key ID of the administrator created on first start (else generated)",
@@ -186,6 +205,10 @@ func Settings() []Setting {
 				}
 			case *time.Duration:
 				def = p.String()
+			case *int:
+				if *p != 0 {
+					def = strconv.Itoa(*p)
+				}
 			}
 		}
 		out = append(out, Setting{Key: key, Env: s.env, Flag: s.flag, Arg: s.arg, Default: def, Usage: s.usage})
@@ -275,6 +298,12 @@ func (c *Config) set(id settingID, raw string, o origin) error {
 			return fmt.Errorf("%q is not a duration such as 30s or 1m30s", raw)
 		}
 		*p = d
+	case *int:
+		n, err := strconv.Atoi(raw)
+		if err != nil {
+			return fmt.Errorf("%q is not a whole number", raw)
+		}
+		*p = n
 	default:
 		panic(fmt.Sprintf("config: setting %s has field type %T", s.key, p))
 	}

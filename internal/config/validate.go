@@ -8,6 +8,7 @@ import (
 	"github.com/cofferhq/coffer/internal/policy"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"regexp"
 	"slices"
@@ -78,6 +79,19 @@ func (c Config) problems() []error {
 	}
 	if c.GCInterval < 0 {
 		add(c.problem(sGCInterval, "%v must not be negative (0 turns it off)", c.GCInterval))
+	}
+	if c.AuditRetentionDays < 0 {
+		add(c.problem(sAuditRetentionDays, "%d must not be negative (0 keeps everything)", c.AuditRetentionDays))
+	}
+	if c.AuditWebhookURL != "" {
+		if u, err := url.Parse(c.AuditWebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			add(c.problem(sAuditWebhookURL, "%q is not an http(s) URL", c.AuditWebhookURL))
+		}
+	}
+	if c.AuditSyslogAddr != "" {
+		if _, _, err := net.SplitHostPort(c.AuditSyslogAddr); err != nil {
+			add(c.problem(sAuditSyslogAddr, "%q is not host:port", c.AuditSyslogAddr))
+		}
 	}
 	if c.ShutdownTimeout <= 0 {
 		add(c.problem(sShutdownTimeout, "%v must be greater than zero", c.ShutdownTimeout))

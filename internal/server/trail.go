@@ -22,8 +22,23 @@ func openTrail(cfg config.Config, accountID string, root *rootkey.Key, log *slog
 	if err != nil {
 		return nil, err
 	}
+	var sinks []audit.Sink
+	if cfg.AuditWebhookURL != "" {
+		s, err := audit.NewWebhookSink(audit.WebhookConfig{URL: cfg.AuditWebhookURL})
+		if err != nil {
+			return nil, err
+		}
+		sinks = append(sinks, s)
+	}
+	if cfg.AuditSyslogAddr != "" {
+		s, err := audit.NewSyslogSink(audit.SyslogConfig{Addr: cfg.AuditSyslogAddr})
+		if err != nil {
+			return nil, err
+		}
+		sinks = append(sinks, s)
+	}
 	return audit.NewStore(audit.Config{Dir: audit.Dir(cfg.DataDir), Region: cfg.Region, AccountID: accountID,
-		SigningKey: key, Log: log.With("log", "audit")})
+		SigningKey: key, RetentionDays: cfg.AuditRetentionDays, Sinks: sinks, Log: log.With("log", "audit")})
 }
 
 // serviceKMSEvents records the KMS calls Coffer makes on a user's behalf
