@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"github.com/cofferhq/coffer/internal/audit"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -140,9 +141,17 @@ func TestLifecyclePolicyEndToEnd(t *testing.T) {
 		}
 		expiredKeys[d] = m.ObjectKey
 	}
-	reps, err = run.RunAll(ctx, false)
+	// The server's own runner: every expiry becomes an audit event.
+	reps, err = e.app.lifecycle.RunAll(ctx, false)
 	if err != nil || len(reps) != 1 || reps[0].Err != nil {
 		t.Fatalf("run: %+v, %v", reps, err)
+	}
+	if err := e.app.trail.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := e.app.trail.Lookup(ctx, audit.LookupInput{AttributeKey: audit.AttrEventName, AttributeValue: "PolicyExecutionEvent"})
+	if err != nil || len(evs.Events) != len(want) {
+		t.Fatalf("PolicyExecutionEvent records = %d, %v; want %d (one per expired image)", len(evs.Events), err, len(want))
 	}
 	gotRun := map[string]int32{}
 	for _, c := range reps[0].Expired {

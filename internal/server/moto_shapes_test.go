@@ -85,6 +85,13 @@ func startMoto(t *testing.T) string {
 // ecrRaw sends one signed JSON 1.1 ECR request and returns status and body.
 func ecrRaw(t *testing.T, base, id, secret, op string, in any) (int, []byte) {
 	t.Helper()
+	return jsonRaw(t, base, id, secret, "AmazonEC2ContainerRegistry_V20150921.", "ecr", op, in)
+}
+
+// jsonRaw sends one JSON 1.1 request, X-Amz-Target target+op, signed with
+// SigV4 for service, and returns status and body.
+func jsonRaw(t *testing.T, base, id, secret, target, service, op string, in any) (int, []byte) {
+	t.Helper()
 	body, err := json.Marshal(in)
 	if err != nil {
 		t.Fatal(err)
@@ -94,11 +101,11 @@ func ecrRaw(t *testing.T, base, id, secret, op string, in any) (int, []byte) {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
-	req.Header.Set("X-Amz-Target", "AmazonEC2ContainerRegistry_V20150921."+op)
+	req.Header.Set("X-Amz-Target", target+op)
 	sum := sha256.Sum256(body)
 	hash := hex.EncodeToString(sum[:])
 	err = v4.NewSigner().SignHTTP(context.Background(), aws.Credentials{AccessKeyID: id, SecretAccessKey: secret},
-		req, hash, "ecr", "us-east-1", time.Now())
+		req, hash, service, "us-east-1", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,38 +304,49 @@ func TestMotoShapes(t *testing.T) {
 			failures = append(failures, fmt.Sprintf("%s: status coffer %d, moto %d", s.op, c.status, m.status))
 			continue
 		}
-		paths := slices.Sorted(func(yield func(string) bool) {
-			seen := map[string]bool{}
-			for _, sh := range []map[string]string{c.shape, m.shape} {
-				for p := range sh {
-					if !seen[p] {
-						seen[p] = true
-						if !yield(p) {
-							return
-						}
-					}
-				}
-			}
-		})
-		for _, p := range paths {
-			ct, inC := c.shape[p]
-			mt, inM := m.shape[p]
-			switch {
-			case inC && inM && ct != mt && mt != "null" && ct != "null":
-				failures = append(failures, fmt.Sprintf("%s %s: type coffer %s, moto %s", s.op, p, ct, mt))
-			case inM && !inC:
-				if why, ok := motoOnlyAllowed[s.op+" "+p]; ok {
-					t.Logf("%s %s: moto only, allowed: %s", s.op, p, why)
-				} else {
-					failures = append(failures, fmt.Sprintf("%s %s: moto returns it, Coffer lacks it", s.op, p))
-				}
-			case inC && !inM:
-				t.Logf("%s %s: Coffer only (moto lacks it)", s.op, p)
-			}
-		}
+		failures = append(failures, compareShapes(t, s.op, c.shape, m.shape, motoOnlyAllowed)...)
 	}
 	sort.Strings(failures)
 	for _, f := range failures {
 		t.Error(f)
 	}
+}
+
+// compareShapes compares the member paths and JSON types of one operation's
+// successful responses: a type mismatch, or a member moto returns that
+// Coffer lacks (unless allowed["op path"] gives the reason), is a failure;
+// Coffer-only members are logged.
+func compareShapes(t *testing.T, op string, cs, ms map[string]string, allowed map[string]string) []string {
+	t.Helper()
+	var failures []string
+	paths := slices.Sorted(func(yield func(string) bool) {
+		seen := map[string]bool{}
+		for _, sh := range []map[string]string{cs, ms} {
+			for p := range sh {
+				if !seen[p] {
+					seen[p] = true
+					if !yield(p) {
+						return
+					}
+				}
+			}
+		}
+	})
+	for _, p := range paths {
+		ct, inC := cs[p]
+		mt, inM := ms[p]
+		switch {
+		case inC && inM && ct != mt && mt != "null" && ct != "null":
+			failures = append(failures, fmt.Sprintf("%s %s: type coffer %s, moto %s", op, p, ct, mt))
+		case inM && !inC:
+			if why, ok := allowed[op+" "+p]; ok {
+				t.Logf("%s %s: moto only, allowed: %s", op, p, why)
+			} else {
+				failures = append(failures, fmt.Sprintf("%s %s: moto returns it, Coffer lacks it", op, p))
+			}
+		case inC && !inM:
+			t.Logf("%s %s: Coffer only (moto lacks it)", op, p)
+		}
+	}
+	return failures
 }

@@ -248,7 +248,8 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 	if err != nil {
 		return nil, err
 	}
-	lifecycleRunner := runner.New(runner.Config{Store: store, Driver: driver, Log: log.With("log", "lifecycle"), LastPull: reg.LastPull})
+	lifecycleRunner := runner.New(runner.Config{Store: store, Driver: driver, Log: log.With("log", "lifecycle"), LastPull: reg.LastPull,
+		OnExpire: lifecycleExpiries(trail, reg, accountID, log)})
 	app := &App{cfg: cfg, log: log, store: store, reg: reg, gc: collector, lifecycle: lifecycleRunner, accountID: accountID, iam: idsvc, kms: kmsSvc, trail: trail, endpoints: eps}
 	app.handler = newPipeline(pipelineConfig{
 		Log: log, Audit: trail, Ready: reg.Ready,

@@ -4,12 +4,16 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"time"
 
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/auth"
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/crypto/rootkey"
 	"github.com/cofferhq/coffer/internal/kms"
+	"github.com/cofferhq/coffer/internal/lifecycle/runner"
+	"github.com/cofferhq/coffer/internal/metadata"
+	"github.com/cofferhq/coffer/internal/registry"
 )
 
 // openTrail opens the durable audit trail in <data>/audit with its signing
@@ -66,6 +70,28 @@ func serviceKMSEvents(trail *audit.Store, log *slog.Logger) func(context.Context
 		}
 		if err := trail.Record(ctx, info, audit.Outcome{Status: status, ErrorCode: e.ErrorCode, ErrorMessage: e.ErrorMessage}); err != nil {
 			log.ErrorContext(ctx, "audit record of a service KMS call failed", "operation", e.Operation, "error", err)
+		}
+	}
+}
+
+// lifecycleExpiries records every image a lifecycle policy expired as its
+// own audit event, as ECR does: a PolicyExecutionEvent of type
+// AwsServiceEvent made by the ECR service.
+func lifecycleExpiries(trail *audit.Store, reg *registry.Registry, accountID string, log *slog.Logger) func(context.Context, metadata.Repository, runner.Candidate) {
+	return func(ctx context.Context, repo metadata.Repository, c runner.Candidate) {
+		info := &auth.Info{
+			Time:      time.Now().UTC(),
+			Principal: auth.Principal{Type: "AWSService", PrincipalID: "ecr.amazonaws.com", AccountID: accountID},
+			Action:    "ecr:PolicyExecutionEvent", EventName: "PolicyExecutionEvent", EventType: "AwsServiceEvent",
+			InvokedBy: "ecr.amazonaws.com",
+			Resources: []string{reg.RepositoryARN(repo.Name)},
+			ServiceEventDetails: map[string]any{
+				"repositoryName": repo.Name, "imageDigest": c.Image.Digest, "imageTags": c.Image.Tags,
+				"rulePriority": c.RulePriority, "actionType": "EXPIRE",
+			},
+		}
+		if err := trail.Record(ctx, info, audit.Outcome{Status: 200}); err != nil {
+			log.ErrorContext(ctx, "audit record of a lifecycle expiry failed", "repository", repo.Name, "digest", c.Image.Digest, "error", err)
 		}
 	}
 }

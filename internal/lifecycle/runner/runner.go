@@ -29,6 +29,9 @@ type Config struct {
 	// LastPull, when set, returns a manifest's last pull time including
 	// pulls not yet flushed to the store (registry.Registry.LastPull).
 	LastPull func(metadata.Manifest) time.Time
+	// OnExpire, when set, is told of every image a (non-dry) run expired,
+	// after it is deleted: the server records it in the audit trail.
+	OnExpire func(ctx context.Context, repo metadata.Repository, c Candidate)
 }
 
 // Runner evaluates and applies lifecycle policies.
@@ -146,6 +149,9 @@ func (r *Runner) RunRepository(ctx context.Context, repo metadata.Repository, dr
 			return rep, fmt.Errorf("lifecycle: expire %s in %s: %w", c.Image.Digest, repo.Name, err)
 		}
 		rep.Expired = append(rep.Expired, c)
+		if r.cfg.OnExpire != nil {
+			r.cfg.OnExpire(ctx, repo, c)
+		}
 		r.cfg.Log.InfoContext(ctx, "lifecycle: image expired", "repository", repo.Name,
 			"digest", c.Image.Digest, "tags", c.Image.Tags, "rulePriority", c.RulePriority)
 		if del.ObjectKey != "" && r.cfg.Driver != nil {
