@@ -116,7 +116,9 @@ func (k *Key) Verify(tok string, now time.Time) (Claims, error) {
 	}
 	signed, sig64 := tok[:i], tok[i+1:]
 	sig, err := base64.RawURLEncoding.DecodeString(sig64)
-	if err != nil || len(sig) != sha256.Size {
+	// Only the canonical encoding: the decoder skips '\r' and '\n', which
+	// would give one token many spellings.
+	if err != nil || len(sig) != sha256.Size || base64.RawURLEncoding.EncodeToString(sig) != sig64 {
 		return Claims{}, ErrMalformed
 	}
 	if !hmac.Equal(sig, k.mac(signed)) {
