@@ -34,7 +34,7 @@ const (
 
 // newAuthServer starts Coffer with identity on (no anonymous access) and a
 // known administrator key.
-func newAuthServer(t *testing.T) (*httptest.Server, *App) {
+func newAuthServer(t testing.TB) (*httptest.Server, *App) {
 	t.Helper()
 	cfg := config.Defaults()
 	cfg.DataDir = t.TempDir()
