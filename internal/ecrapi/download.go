@@ -4,6 +4,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"github.com/cofferhq/coffer/internal/blobhttp"
 	"io"
 	"net/http"
 	"strconv"
@@ -23,11 +24,6 @@ const LayerDownloadPath = "/_coffer/layers/"
 // layerDownloadEvent names a presigned download in the audit record; the
 // action it is authorized as is ecr:GetDownloadUrlForLayer.
 const layerDownloadEvent = "DownloadLayer"
-
-// downloadFirstChunk is how much plaintext a download decrypts before it
-// commits to a status line, so that a corrupt object fails with an error
-// rather than a cut connection.
-const downloadFirstChunk = 64 << 10
 
 // LayerDownloads returns the handler of presigned layer downloads, to be
 // mounted at LayerDownloadPath behind the request pipeline (which fills in
@@ -165,57 +161,17 @@ func (h *Handler) layerDownload(w http.ResponseWriter, r *http.Request, info *au
 	if err != nil {
 		return err
 	}
-	hdr := w.Header()
-	if r.Method == http.MethodHead {
-		setLayerHeaders(hdr, b.Digest)
-		hdr.Set("Content-Length", strconv.FormatInt(b.Size, 10))
-		w.WriteHeader(http.StatusOK)
-		return nil
-	}
-	status, off, n := http.StatusOK, int64(0), b.Size
-	contentRange := ""
-	if rh := r.Header.Get("Range"); rh != "" {
-		o, k, ok, unsatisfiable := parseByteRange(rh, b.Size)
-		if unsatisfiable {
-			hdr.Set("Content-Range", fmt.Sprintf("bytes */%d", b.Size))
+	return blobhttp.Serve(w, r, blobhttp.Blob{
+		Size:    b.Size,
+		Open:    func(off, n int64) (io.ReadCloser, error) { return h.cfg.Registry.OpenBlob(ctx, repo, b, off, n) },
+		Headers: func(hdr http.Header) { setLayerHeaders(hdr, b.Digest) },
+		Unsatisfiable: func() error {
 			return &downloadError{status: http.StatusRequestedRangeNotSatisfiable, code: "InvalidRange", msg: "The requested range is not satisfiable"}
-		}
-		if ok {
-			status, off, n = http.StatusPartialContent, o, k
-			contentRange = fmt.Sprintf("bytes %d-%d/%d", o, o+k-1, b.Size)
-		}
-	}
-	rc, err := h.cfg.Registry.OpenBlob(ctx, repo, b, off, n)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	buf := make([]byte, min(n, downloadFirstChunk))
-	k, err := io.ReadFull(rc, buf)
-	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-		return err
-	}
-	if int64(k) == n { // whole content read: make sure the final check ran
-		if _, err := rc.Read(make([]byte, 1)); err != nil && err != io.EOF {
-			return err
-		}
-	}
-	setLayerHeaders(hdr, b.Digest)
-	if contentRange != "" {
-		hdr.Set("Content-Range", contentRange)
-	}
-	hdr.Set("Content-Length", strconv.FormatInt(n, 10))
-	w.WriteHeader(status)
-	if _, err := w.Write(buf[:k]); err != nil {
-		return nil // client went away
-	}
-	if _, err := io.CopyBuffer(struct{ io.Writer }{w}, rc, make([]byte, 256<<10)); err != nil {
-		// Headers are sent: cut the connection so the client sees an
-		// incomplete body rather than a short or altered one.
-		h.cfg.Log.ErrorContext(ctx, "layer download failed mid-stream", "digest", b.Digest, "error", err)
-		panic(http.ErrAbortHandler)
-	}
-	return nil
+		},
+		Abort: func(err error) {
+			h.cfg.Log.ErrorContext(ctx, "layer download failed mid-stream", "digest", b.Digest, "error", err)
+		},
+	})
 }
 
 func setLayerHeaders(hdr http.Header, digest string) {
@@ -223,48 +179,6 @@ func setLayerHeaders(hdr http.Header, digest string) {
 	hdr.Set("ETag", `"`+digest+`"`)
 	hdr.Set("Content-Type", "application/octet-stream")
 	hdr.Set("Cache-Control", "private, no-store")
-}
-
-// parseByteRange interprets a Range header for an entity of size bytes:
-// ok=false serves the whole entity (no header, an invalid one, or several
-// ranges, which RFC 9110 lets a server ignore); unsatisfiable for a single
-// range outside it.
-func parseByteRange(h string, size int64) (off, n int64, ok, unsatisfiable bool) {
-	spec, found := strings.CutPrefix(strings.TrimSpace(h), "bytes=")
-	if !found || strings.Contains(spec, ",") || len(spec) > 64 {
-		return 0, 0, false, false
-	}
-	first, last, found := strings.Cut(strings.TrimSpace(spec), "-")
-	if !found {
-		return 0, 0, false, false
-	}
-	if first == "" { // suffix: the last N bytes
-		k, err := strconv.ParseInt(last, 10, 64)
-		if err != nil || k < 0 {
-			return 0, 0, false, false
-		}
-		if k == 0 || size == 0 {
-			return 0, 0, false, true
-		}
-		k = min(k, size)
-		return size - k, k, true, false
-	}
-	a, err := strconv.ParseInt(first, 10, 64)
-	if err != nil || a < 0 {
-		return 0, 0, false, false
-	}
-	b := size - 1
-	if last != "" {
-		b, err = strconv.ParseInt(last, 10, 64)
-		if err != nil || b < a {
-			return 0, 0, false, false
-		}
-		b = min(b, size-1)
-	}
-	if a >= size {
-		return 0, 0, false, true
-	}
-	return a, b - a + 1, true, false
 }
 
 func timeUnix(secs int64) time.Time { return time.Unix(secs, 0) }

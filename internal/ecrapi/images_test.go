@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/cofferhq/coffer/internal/blobhttp"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -161,33 +162,6 @@ func TestImageTokens(t *testing.T) {
 	}
 }
 
-func TestParseByteRange(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		h             string
-		size          int64
-		off, n        int64
-		ok, unsatisfy bool
-	}{
-		{"bytes=0-9", 100, 0, 10, true, false},
-		{"bytes=90-", 100, 90, 10, true, false},
-		{"bytes=-5", 100, 95, 5, true, false},
-		{"bytes=-500", 100, 0, 100, true, false},
-		{"bytes=50-5000", 100, 50, 50, true, false},
-		{"bytes=100-", 100, 0, 0, false, true},
-		{"bytes=-0", 100, 0, 0, false, true},
-		{"bytes=5-1", 100, 0, 0, false, false},
-		{"bytes=0-1,5-6", 100, 0, 0, false, false},
-		{"items=0-1", 100, 0, 0, false, false},
-		{"bytes=x-1", 100, 0, 0, false, false},
-	} {
-		off, n, ok, unsat := parseByteRange(tc.h, tc.size)
-		if off != tc.off || n != tc.n || ok != tc.ok || unsat != tc.unsatisfy {
-			t.Errorf("%q of %d = %d,%d,%v,%v", tc.h, tc.size, off, n, ok, unsat)
-		}
-	}
-}
-
 func FuzzLayerDownloadPath(f *testing.F) {
 	f.Add("/_coffer/layers/team/app/sha256:"+strings.Repeat("ab", 32), "bytes=0-10", int64(100))
 	f.Add("/_coffer/layers//sha256:", "bytes=-", int64(0))
@@ -203,7 +177,7 @@ func FuzzLayerDownloadPath(f *testing.F) {
 				t.Fatalf("accepted digest %q", d)
 			}
 		}
-		off, n, ok, _ := parseByteRange(rng, size)
+		off, n, ok, _ := blobhttp.ParseRange(rng, size)
 		if ok && (off < 0 || n <= 0 || off+n > size) {
 			t.Fatalf("range %q of %d = %d+%d", rng, size, off, n)
 		}

@@ -3,20 +3,14 @@ package oci
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 
 	"github.com/cofferhq/coffer/internal/auth"
+	"github.com/cofferhq/coffer/internal/blobhttp"
 	"github.com/cofferhq/coffer/internal/metadata"
 	"github.com/cofferhq/coffer/internal/registry"
 )
-
-// firstChunk is how much plaintext a blob GET decrypts before it commits to
-// a status line, so that a corrupt object usually fails with a clear error
-// rather than a cut connection.
-const firstChunk = 64 << 10
 
 func (h *Handler) getBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, name registry.RepoName, ref string) error {
 	repo, d, err := h.repoForBlob(ctx, name, ref)
@@ -27,64 +21,18 @@ func (h *Handler) getBlob(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if err != nil {
 		return err
 	}
-	hdr := w.Header()
-	if r.Method == http.MethodHead {
-		setBlobHeaders(hdr, b.Digest)
-		hdr.Set("Content-Length", strconv.FormatInt(b.Size, 10))
-		w.WriteHeader(http.StatusOK)
-		return nil
-	}
-	status, off, n := http.StatusOK, int64(0), b.Size
-	contentRange := ""
-	if rh := r.Header.Get("Range"); rh != "" {
-		o, k, ok, err := parseRange(rh, b.Size)
-		if errors.Is(err, errRangeUnsatisfiable) {
-			e := ociErr(http.StatusRequestedRangeNotSatisfiable, "BLOB_UNKNOWN", "requested range is outside the blob")
-			e.Header = http.Header{"Content-Range": {fmt.Sprintf("bytes */%d", b.Size)}}
-			return e
-		}
-		if ok {
-			status, off, n = http.StatusPartialContent, o, k
-			contentRange = fmt.Sprintf("bytes %d-%d/%d", o, o+k-1, b.Size)
-		}
-	}
-	rc, err := h.reg.OpenBlob(ctx, repo, b, off, n)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	buf := make([]byte, min(n, firstChunk))
-	k, err := io.ReadFull(rc, buf)
-	if err != nil && !(errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
-		return err
-	}
-	if int64(k) == n { // whole content read: make sure the final check ran
-		if _, err := rc.Read(make([]byte, 1)); err != nil && err != io.EOF {
-			return err
-		}
-	}
-	// Only now, with the first bytes authenticated, describe a success.
-	setBlobHeaders(hdr, b.Digest)
-	if contentRange != "" {
-		hdr.Set("Content-Range", contentRange)
-	}
-	hdr.Set("Content-Length", strconv.FormatInt(n, 10))
-	w.WriteHeader(status)
-	if _, err := w.Write(buf[:k]); err != nil {
-		return nil // client went away
-	}
-	if _, err := io.CopyBuffer(writerOnly{w}, rc, make([]byte, 256<<10)); err != nil {
-		// Headers are sent: cut the connection so the client sees an
-		// incomplete body rather than a short or altered one.
-		h.log.ErrorContext(ctx, "blob read failed mid-stream", "digest", b.Digest, "error", err)
-		panic(http.ErrAbortHandler)
-	}
-	return nil
+	return blobhttp.Serve(w, r, blobhttp.Blob{
+		Size:    b.Size,
+		Open:    func(off, n int64) (io.ReadCloser, error) { return h.reg.OpenBlob(ctx, repo, b, off, n) },
+		Headers: func(hdr http.Header) { setBlobHeaders(hdr, b.Digest) },
+		Unsatisfiable: func() error {
+			return ociErr(http.StatusRequestedRangeNotSatisfiable, "BLOB_UNKNOWN", "requested range is outside the blob")
+		},
+		Abort: func(err error) {
+			h.log.ErrorContext(ctx, "blob read failed mid-stream", "digest", b.Digest, "error", err)
+		},
+	})
 }
-
-// writerOnly hides the ResponseWriter's ReadFrom, whose 32 KiB copies cost
-// more per byte than one 256 KiB buffer.
-type writerOnly struct{ io.Writer }
 
 func setBlobHeaders(hdr http.Header, digest string) {
 	hdr.Set("Docker-Content-Digest", digest)
