@@ -11,7 +11,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 10s
 
-.PHONY: build test unit race lint fuzz conformance e2e bench vuln deps clean help
+.PHONY: build test unit race lint fuzz conformance e2e bench bench-smoke vuln deps clean help
 
 ## build: bin/coffer, with the version from git describe (or VERSION=...)
 build:
@@ -45,10 +45,13 @@ conformance:
 e2e:
 	scripts/e2e.sh
 
-## bench: benchmarks (not built yet)
+## bench: the full benchmark against CNCF distribution v3 (docs/benchmarks.md; by hand, minutes)
 bench:
-	@echo "make bench: not built yet (issue 10)" >&2
-	@exit 1
+	go run ./bench
+
+## bench-smoke: the benchmark harness on small data, one round (CI runs it)
+bench-smoke:
+	go run ./bench -smoke
 
 ## vuln: govulncheck (needs the Go vulnerability database to be reachable)
 vuln:

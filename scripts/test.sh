@@ -9,6 +9,7 @@
 #   e2e          go test -tags e2e ./test/e2e/... (scripts/e2e.sh)
 #   conformance  OCI distribution-spec suite (scripts/conformance.sh)
 #   fuzz         every Fuzz target for FUZZTIME (default 5s) (scripts/fuzz.sh)
+#   bench-smoke  the benchmark harness on small data (go run ./bench -smoke)
 #
 # Every stage after deps runs even if an earlier one failed, so one run
 # shows every problem; the exit status is non-zero if any stage failed.
@@ -76,3 +77,5 @@ fi
 
 stage conformance "$ROOT/scripts/conformance.sh"
 stage fuzz "$ROOT/scripts/fuzz.sh" "$FUZZTIME"
+# The benchmark harness on small data, so it keeps working (issue #10).
+stage bench-smoke go run ./bench -smoke

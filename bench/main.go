@@ -1,0 +1,354 @@
+// Command bench measures Coffer side by side with CNCF distribution v3 on
+// the same machine, in the same run, with the same client
+// (go-containerregistry), and prints a markdown table: per registry and as
+// Coffer/peer ratios, push and pull throughput of a big image and of many
+// small layers, manifest HEAD and GET requests/s with p50/p99, peak server
+// RSS and server CPU per GiB, with the machine's hardware ceilings and the
+// noise of other processes measured alongside. docs/benchmarks.md explains
+// the method and keeps the latest table and the targets.
+//
+//	go run ./bench                 full run, 3 rounds (needs distribution v3; installs it)
+//	go run ./bench -smoke          seconds, small data, 1 round (CI)
+//	go run ./bench -profile DIR    also capture Coffer's CPU and heap profiles
+//
+// Exit status: 0 when every push, pull and request succeeded with the right
+// digests; 1 on any failure (or, for a full run, without distribution);
+// 2 on bad flags. A missed performance target is reported, not an error.
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"syscall"
+	"time"
+)
+
+// config is the harness's flags.
+type config struct {
+	smoke           bool
+	runs            int
+	jsonPath        string
+	profileDir      string
+	profileSeconds  int
+	cofferBin       string
+	cofferVersion   string
+	registryBin     string
+	baselineBin     string
+	baselineVersion string
+	peer            bool
+	installTimeout  time.Duration
+	requests        int
+	concurrency     int
+	jobs            int
+	keep            bool
+	clientProfile   string
+	quiet           float64
+	prewarm         bool
+	retries         int
+	quietWait       time.Duration
+
+	bigLayers, smallLayers int
+	bigLayer, smallLayer   int64
+	ceilingBytes           int64
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+func parseFlags(args []string) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.BoolVar(&c.smoke, "smoke", false, "seconds-long run with small data (16 MiB image in 4 layers, 20 small layers, 500 requests, 1 round); runs Coffer alone if distribution cannot be installed")
+	fs.IntVar(&c.runs, "runs", 0, "rounds; each figure is the median over them (default 3, or 1 with -smoke)")
+	fs.StringVar(&c.jsonPath, "json", "", "also write everything measured, per round, as JSON to `FILE`")
+	fs.StringVar(&c.profileDir, "profile", "", "capture Coffer's CPU profile of every phase and a heap profile after the big push into `DIR`, in an extra unmeasured round")
+	fs.IntVar(&c.profileSeconds, "profile-seconds", 0, "length of each CPU profile (default: 1.2 × the phase's median duration + 1 s)")
+	fs.StringVar(&c.cofferBin, "coffer", "", "Coffer binary to measure (default: build ./cmd/coffer)")
+	fs.StringVar(&c.cofferVersion, "coffer-version", "", "what the -coffer binary was built from, for the report (e.g. a commit)")
+	fs.StringVar(&c.baselineBin, "baseline", "", "also measure this other Coffer `binary` (first variant's settings), e.g. the previous commit's build")
+	fs.StringVar(&c.baselineVersion, "baseline-version", "", "what the -baseline binary was built from, for the report")
+	fs.StringVar(&c.registryBin, "registry", "", "distribution v3 registry binary (default: .tools/bin/registry, installed with go install if missing)")
+	fs.BoolVar(&c.peer, "peer", true, "compare with distribution v3 (-peer=false: Coffer alone, no ratios)")
+	fs.DurationVar(&c.installTimeout, "install-timeout", 0, "how long installing distribution may take (default 10m, or 3m with -smoke)")
+	fs.IntVar(&c.requests, "requests", 0, "manifest HEADs and GETs per round (default 10000, or 500 with -smoke)")
+	fs.IntVar(&c.concurrency, "concurrency", 16, "parallel manifest requests")
+	fs.IntVar(&c.jobs, "jobs", 4, "parallel blob transfers in push and pull (4 is go-containerregistry's default)")
+	fs.Float64Var(&c.quiet, "quiet", 0.3, "before each phase, wait until other processes use less than this many cores (0: do not wait)")
+	fs.DurationVar(&c.quietWait, "quiet-wait", -1, "give up waiting for a quiet machine after this long and mark the phase busy (default 2m, or 0 with -smoke)")
+	fs.IntVar(&c.retries, "retries", -1, "repeat a round that ran on a busy machine, at most this many times in all (default 3, or 0 with -smoke)")
+	fs.BoolVar(&c.prewarm, "prewarm", true, "before each big push, write and delete a scratch file 1.25× its size so that every registry writes into host-backed memory (see prewarm in procstat.go)")
+	fs.StringVar(&c.clientProfile, "client-cpuprofile", "", "write the harness's own CPU profile over the measured rounds to `FILE` (is the client the bottleneck?)")
+	fs.BoolVar(&c.keep, "keep", false, "keep the servers' data directories and logs")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	def := func(p *int, full, smoke int) {
+		if *p == 0 {
+			*p = full
+			if c.smoke {
+				*p = smoke
+			}
+		}
+	}
+	def(&c.runs, 3, 1)
+	def(&c.requests, 10000, 500)
+	if c.installTimeout == 0 {
+		c.installTimeout = 10 * time.Minute
+		if c.smoke {
+			c.installTimeout = 3 * time.Minute
+		}
+	}
+	if c.retries < 0 {
+		c.retries = 3
+		if c.smoke {
+			c.retries = 0
+		}
+	}
+	if c.quietWait < 0 {
+		c.quietWait = 2 * time.Minute
+		if c.smoke {
+			c.quietWait = 0
+		}
+	}
+	c.bigLayers, c.bigLayer = 8, 128<<20
+	c.smallLayers, c.smallLayer = 200, 64<<10
+	c.ceilingBytes = 512 << 20
+	if c.smoke {
+		c.bigLayers, c.bigLayer = 4, 4<<20
+		c.smallLayers = 20
+		c.ceilingBytes = 32 << 20
+	}
+	var errs []error
+	if c.runs < 1 {
+		errs = append(errs, errors.New("-runs must be at least 1"))
+	}
+	if c.requests < 1 || c.concurrency < 1 || c.jobs < 1 {
+		errs = append(errs, errors.New("-requests, -concurrency and -jobs must be at least 1"))
+	}
+	if c.profileSeconds < 0 {
+		errs = append(errs, errors.New("-profile-seconds must not be negative"))
+	}
+	return c, errors.Join(errs...)
+}
+
+func run(args []string) int {
+	cfg, err := parseFlags(args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		return 2
+	}
+	if _, err := readSysCPU(); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: needs Linux /proc: %v\n", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	root, err := repoRoot(ctx)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		return 1
+	}
+	work, err := os.MkdirTemp("", "coffer-bench-bin-*")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		return 1
+	}
+	defer os.RemoveAll(work)
+
+	// Binaries first, then test data, all before any timing.
+	cofferBin := cfg.cofferBin
+	if cofferBin == "" {
+		logf("building ./cmd/coffer")
+		if cofferBin, err = buildCoffer(ctx, root, work); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+			return 1
+		}
+	}
+	var targets []*target
+	var peer *target
+	peerName, peerNote := "none", ""
+	if cfg.peer {
+		bin, err := peerBinary(ctx, cfg, root)
+		switch {
+		case err == nil:
+			peer = &target{Name: "distribution " + distributionVersion, spec: distributionSpec(bin)}
+			targets = append(targets, peer)
+			peerName = fmt.Sprintf("CNCF distribution %s (%s)", distributionVersion, bin)
+		case cfg.smoke:
+			logf("distribution v3 not available, running Coffer alone: %v", err)
+			peerNote = "distribution v3 could not be installed: Coffer alone, no ratios (" + firstLine(err.Error()) + ")"
+		default:
+			fmt.Fprintf(os.Stderr, "bench: a full run needs distribution v3: %v\n", err)
+			return 1
+		}
+	} else {
+		peerNote = "run with -peer=false: Coffer alone, no ratios"
+	}
+	for _, v := range variants {
+		if v.Available {
+			name := "coffer " + v.Name
+			targets = append(targets, &target{Name: name, Coffer: true, variant: v, spec: cofferSpec(name, cofferBin, v, false)})
+		}
+	}
+	if cfg.baselineBin != "" {
+		// Another build of Coffer side by side, as the first variant: what
+		// a change did, measured in the same run.
+		name := fmt.Sprintf("coffer %s @%s", variants[0].Name, cmp.Or(cfg.baselineVersion, "baseline"))
+		targets = append(targets, &target{Name: name, Coffer: true, variant: variants[0], spec: cofferSpec(name, cfg.baselineBin, variants[0], false)})
+	}
+
+	logf("generating test data and its digests")
+	w := &workload{requests: cfg.requests, concurrency: cfg.concurrency}
+	if w.big, err = newTestImage("big", cfg.bigLayers, cfg.bigLayer); err == nil {
+		w.small, err = newTestImage("small", cfg.smallLayers, cfg.smallLayer)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		return 1
+	}
+
+	// A round in which some phase ran on a busy machine (the quiet wait
+	// timed out) is repeated, up to -retries times in all; its samples are
+	// kept in the JSON, marked discarded. Past the budget a busy round
+	// counts, and the noise table says so.
+	r := &runner{cfg: cfg, w: w, targets: targets}
+	if cfg.clientProfile != "" {
+		f, err := os.Create(cfg.clientProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench: -client-cpuprofile: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+	}
+	n, good := 0, 0
+	for good < cfg.runs && ctx.Err() == nil {
+		n++
+		r.measureCeilings(ctx, n)
+		busy := r.round(ctx, n, good, targets)
+		if busy && n-good <= cfg.retries && ctx.Err() == nil {
+			logf("round %d ran on a busy machine: discarded, repeating it", n)
+			r.discard(n)
+			r.discarded = append(r.discarded, n)
+			continue
+		}
+		good++
+	}
+	r.lastRound = n
+	if cfg.clientProfile != "" {
+		pprof.StopCPUProfile()
+	}
+
+	rep := &report{Meta: newMeta(ctx, cfg, root, w), targets: targets, peer: peer, w: w, quiet: cfg.quiet}
+	rep.Meta.Peer, rep.Meta.PeerNote = peerName, peerNote
+	if cfg.profileDir != "" && ctx.Err() == nil {
+		rep.Profiles = r.profileRound(ctx, cofferBin)
+	}
+	if ctx.Err() != nil {
+		r.fail("interrupted: %v", ctx.Err())
+	}
+	for _, t := range targets {
+		rep.Targets = append(rep.Targets, t.Name)
+	}
+	for _, v := range variants {
+		if !v.Available {
+			rep.Missing = append(rep.Missing, fmt.Sprintf("coffer %s: not available yet (issue #%d): needs %s", v.Name, v.Issue, v.Needs))
+		}
+	}
+	rep.Samples, rep.Ceil, rep.Errors = r.samples, r.ceil, r.errs
+	rep.Results = compute(w, r.samples, targets, peer, r.lastRound)
+	rep.Discarded = r.discarded
+	for _, g := range goals {
+		for _, t := range targets {
+			if v, met, ok := g.verdict(rep.Results, t.Name); ok && t.Coffer {
+				rep.Goals = append(rep.Goals, goalVerdict{goal: g, Target: t.Name, Median: v, Met: met})
+			}
+		}
+	}
+	for _, c := range ceilings {
+		var v []float64
+		for _, s := range r.ceil {
+			if s.ID == c.ID && s.Err == "" && !s.Discarded {
+				v = append(v, s.MBps)
+			}
+		}
+		st, _ := newStat(v)
+		rep.Ceilings = append(rep.Ceilings, ceilingStat{ID: c.ID, Title: c.Title, MBps: st})
+	}
+
+	rep.markdown(os.Stdout)
+	if cfg.jsonPath != "" {
+		if err := rep.writeJSON(cfg.jsonPath); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: write %s: %v\n", cfg.jsonPath, err)
+			return 1
+		}
+	}
+	if len(r.errs) > 0 {
+		fmt.Fprintf(os.Stderr, "bench: %d failure(s)\n", len(r.errs))
+		return 1
+	}
+	return 0
+}
+
+// peerBinary returns distribution v3's binary: the one given, or the
+// project's tools copy, installed if needed within the install timeout.
+func peerBinary(ctx context.Context, cfg config, root string) (string, error) {
+	if cfg.registryBin != "" {
+		if _, err := os.Stat(cfg.registryBin); err != nil {
+			return "", err
+		}
+		return cfg.registryBin, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.installTimeout)
+	defer cancel()
+	return installDistribution(ctx, filepath.Join(root, ".tools", "bin"))
+}
+
+// profileRound runs every phase once more on each Coffer target with
+// pprof on, capturing profiles; its figures are not reported.
+func (r *runner) profileRound(ctx context.Context, cofferBin string) []string {
+	if err := os.MkdirAll(r.cfg.profileDir, 0o755); err != nil {
+		r.fail("profile: %v", err)
+		return nil
+	}
+	var coffers []*target
+	for _, t := range r.targets {
+		if t.Coffer {
+			coffers = append(coffers, t)
+		}
+	}
+	p := &profiler{dir: r.cfg.profileDir, seconds: profileSeconds(r.cfg.profileSeconds, r.samples)}
+	r.profile = p
+	defer func() { r.profile = nil }()
+	logf("profiling round: %d Coffer target(s), profiles into %s", len(coffers), p.dir)
+	r.round(ctx, r.lastRound+1, 0, coffers)
+	// Keep the binary next to its profiles: `go tool pprof DIR/coffer
+	// FILE` then also disassembles.
+	if b, err := os.ReadFile(cofferBin); err == nil {
+		if err := writeFile(p.dir, "coffer", b); err == nil {
+			_ = os.Chmod(filepath.Join(p.dir, "coffer"), 0o755)
+		}
+	}
+	return p.files
+}
