@@ -62,6 +62,7 @@ if [ "$failed" -gt 0 ]; then
 fi
 stage gofmt "$ROOT/scripts/lint.sh" fmt
 stage vet "$ROOT/scripts/lint.sh" vet
+stage staticcheck "$ROOT/scripts/lint.sh" staticcheck
 stage race go test -race -count=1 -timeout 15m ./...
 
 # One daemon for all docker tests; summary() stops it by its PID.

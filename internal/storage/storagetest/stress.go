@@ -192,7 +192,6 @@ func testConcurrentDirChurn(t *testing.T, d storage.Driver) {
 // a power of two, so swapped or shifted blocks of any usual buffer size show.
 type pattern struct {
 	block []byte
-	pos   int64
 }
 
 func newPattern() *pattern {
