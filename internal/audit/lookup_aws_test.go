@@ -217,7 +217,7 @@ type cliEvents struct {
 
 func TestLookupEventsWithTheAWSCLI(t *testing.T) {
 	if _, err := exec.LookPath("aws"); err != nil {
-		t.Skip("the aws CLI is not installed")
+		t.Fatal("the aws CLI is not installed (ENVIRONMENT.md lists it on every machine)")
 	}
 	t.Parallel()
 	ls := newLookupServer(t)
