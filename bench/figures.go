@@ -109,9 +109,16 @@ type figureResult struct {
 // compute turns samples into figures. A ratio is taken within each round
 // (Coffer and the peer ran side by side) and only then summarised.
 func compute(w *workload, samples []sample, targets []*target, peer *target, rounds int) results {
+	// A phase's busy samples count only if it never ran clean.
+	hasClean := map[string]bool{}
+	for _, s := range samples {
+		if !s.Busy && s.Err == "" {
+			hasClean[s.Phase] = true
+		}
+	}
 	perRound := make(map[string]map[int]map[string]sample) // target -> round -> phase
 	for _, s := range samples {
-		if s.Discarded {
+		if s.Busy && hasClean[s.Phase] {
 			continue
 		}
 		if perRound[s.Target] == nil {

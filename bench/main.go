@@ -7,9 +7,10 @@
 // noise of other processes measured alongside. docs/benchmarks.md explains
 // the method and keeps the latest table and the targets.
 //
-//	go run ./bench                 full run, 3 rounds (needs distribution v3; installs it)
+//	go run ./bench                 full run: 3 clean rounds (needs distribution v3; installs it)
 //	go run ./bench -smoke          seconds, small data, 1 round (CI)
-//	go run ./bench -profile DIR    also capture Coffer's CPU and heap profiles
+//	go run ./bench -profile DIR    also capture Coffer's CPU and heap profiles and traces
+//	go run ./bench -baseline BIN   also measure another Coffer build side by side
 //
 // Exit status: 0 when every push, pull and request succeeded with the right
 // digests; 1 on any failure (or, for a full run, without distribution);
@@ -71,7 +72,7 @@ func parseFlags(args []string) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.BoolVar(&c.smoke, "smoke", false, "seconds-long run with small data (16 MiB image in 4 layers, 20 small layers, 500 requests, 1 round); runs Coffer alone if distribution cannot be installed")
-	fs.IntVar(&c.runs, "runs", 0, "rounds; each figure is the median over them (default 3, or 1 with -smoke)")
+	fs.IntVar(&c.runs, "runs", 0, "clean rounds wanted per phase; each figure is the median over them (default 3, or 1 with -smoke)")
 	fs.StringVar(&c.jsonPath, "json", "", "also write everything measured, per round, as JSON to `FILE`")
 	fs.StringVar(&c.profileDir, "profile", "", "capture Coffer's CPU profile of every phase and a heap profile after the big push into `DIR`, in an extra unmeasured round")
 	fs.IntVar(&c.profileSeconds, "profile-seconds", 0, "length of each CPU profile (default: 1.2 × the phase's median duration + 1 s)")
@@ -86,8 +87,8 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.concurrency, "concurrency", 16, "parallel manifest requests")
 	fs.IntVar(&c.jobs, "jobs", 4, "parallel blob transfers in push and pull (4 is go-containerregistry's default)")
 	fs.Float64Var(&c.quiet, "quiet", 0.3, "before each phase, wait until other processes use less than this many cores (0: do not wait)")
-	fs.DurationVar(&c.quietWait, "quiet-wait", -1, "give up waiting for a quiet machine after this long and mark the phase busy (default 2m, or 0 with -smoke)")
-	fs.IntVar(&c.retries, "retries", -1, "repeat a round that ran on a busy machine, at most this many times in all (default 3, or 0 with -smoke)")
+	fs.DurationVar(&c.quietWait, "quiet-wait", -1, "give up waiting for a quiet machine after this long and mark the phase busy (default 5m, or 0 with -smoke)")
+	fs.IntVar(&c.retries, "retries", -1, "extra rounds allowed so that every phase gets -runs clean (not busy) rounds (default 3, or 0 with -smoke)")
 	fs.BoolVar(&c.prewarm, "prewarm", true, "before each big push, write and delete a scratch file 1.25× its size so that every registry writes into host-backed memory (see prewarm in procstat.go)")
 	fs.StringVar(&c.clientProfile, "client-cpuprofile", "", "write the harness's own CPU profile over the measured rounds to `FILE` (is the client the bottleneck?)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the servers' data directories and logs")
@@ -120,7 +121,7 @@ func parseFlags(args []string) (config, error) {
 		}
 	}
 	if c.quietWait < 0 {
-		c.quietWait = 2 * time.Minute
+		c.quietWait = 5 * time.Minute
 		if c.smoke {
 			c.quietWait = 0
 		}
@@ -226,11 +227,12 @@ func run(args []string) int {
 		return 1
 	}
 
-	// A round in which some phase ran on a busy machine (the quiet wait
-	// timed out) is repeated, up to -retries times in all; its samples are
-	// kept in the JSON, marked discarded. Past the budget a busy round
-	// counts, and the noise table says so.
-	r := &runner{cfg: cfg, w: w, targets: targets}
+	// A phase that ran on a busy machine (the quiet wait timed out, or
+	// others took over 0.6 cores during it) does not count: rounds are
+	// added until every phase has -runs clean ones, at most -retries extra
+	// rounds. Busy samples stay in the JSON; a figure uses them only if its
+	// phase never ran clean, and the noise table says so.
+	r := &runner{cfg: cfg, w: w, targets: targets, clean: map[string]int{}}
 	if cfg.clientProfile != "" {
 		f, err := os.Create(cfg.clientProfile)
 		if err == nil {
@@ -242,18 +244,15 @@ func run(args []string) int {
 		}
 		defer f.Close()
 	}
-	n, good := 0, 0
-	for good < cfg.runs && ctx.Err() == nil {
+	n := 0
+	for ctx.Err() == nil {
 		n++
 		r.measureCeilings(ctx, n)
-		busy := r.round(ctx, n, good, targets)
-		if busy && n-good <= cfg.retries && ctx.Err() == nil {
-			logf("round %d ran on a busy machine: discarded, repeating it", n)
-			r.discard(n)
-			r.discarded = append(r.discarded, n)
-			continue
+		r.round(ctx, n, n-1, targets)
+		if r.minClean() >= cfg.runs || n >= cfg.runs+cfg.retries {
+			break
 		}
-		good++
+		logf("round %d: some phase has %d clean round(s) of %d; one more round", n, r.minClean(), cfg.runs)
 	}
 	r.lastRound = n
 	if cfg.clientProfile != "" {
@@ -278,7 +277,8 @@ func run(args []string) int {
 	}
 	rep.Samples, rep.Ceil, rep.Errors = r.samples, r.ceil, r.errs
 	rep.Results = compute(w, r.samples, targets, peer, r.lastRound)
-	rep.Discarded = r.discarded
+	rep.Meta.Rounds = r.lastRound
+	rep.Clean = r.clean
 	for _, g := range goals {
 		for _, t := range targets {
 			if v, met, ok := g.verdict(rep.Results, t.Name); ok && t.Coffer {
@@ -289,7 +289,7 @@ func run(args []string) int {
 	for _, c := range ceilings {
 		var v []float64
 		for _, s := range r.ceil {
-			if s.ID == c.ID && s.Err == "" && !s.Discarded {
+			if s.ID == c.ID && s.Err == "" {
 				v = append(v, s.MBps)
 			}
 		}

@@ -14,8 +14,9 @@ import (
 // phase a CPU profile (GET /debug/pprof/profile?seconds=N) starts when the
 // phase starts and the next phase waits until it has been written; N is
 // the phase's median duration in the measured rounds, with a margin, so a
-// profile covers its phase and little idle time. After the big push a heap
-// profile is taken too.
+// profile covers its phase and little idle time. The pushes also get an
+// execution trace (see tracedPhases), and after the big push a heap profile
+// is taken.
 type profiler struct {
 	dir     string
 	seconds func(target, phase string) int

@@ -131,17 +131,17 @@ func cell(st stat, suffix string) string {
 
 // report is everything the run produced, written as markdown and JSON.
 type report struct {
-	Meta      meta            `json:"meta"`
-	Targets   []string        `json:"targets"`
-	Missing   []string        `json:"not_available,omitempty"`
-	Results   results         `json:"results"`
-	Goals     []goalVerdict   `json:"goals"`
-	Ceilings  []ceilingStat   `json:"ceilings"`
-	Samples   []sample        `json:"samples"`
-	Ceil      []ceilingSample `json:"ceiling_samples"`
-	Profiles  []string        `json:"profiles,omitempty"`
-	Discarded []int           `json:"discarded_rounds,omitempty"`
-	Errors    []string        `json:"errors,omitempty"`
+	Meta     meta            `json:"meta"`
+	Targets  []string        `json:"targets"`
+	Missing  []string        `json:"not_available,omitempty"`
+	Results  results         `json:"results"`
+	Goals    []goalVerdict   `json:"goals"`
+	Ceilings []ceilingStat   `json:"ceilings"`
+	Samples  []sample        `json:"samples"`
+	Ceil     []ceilingSample `json:"ceiling_samples"`
+	Profiles []string        `json:"profiles,omitempty"`
+	Clean    map[string]int  `json:"clean_rounds"` // per phase
+	Errors   []string        `json:"errors,omitempty"`
 
 	targets []*target
 	peer    *target
@@ -165,7 +165,7 @@ type ceilingStat struct {
 func (rep *report) markdown(out io.Writer) {
 	p := func(format string, args ...any) { fmt.Fprintf(out, format, args...) }
 	m := rep.Meta
-	p("Run %s, %s mode, median of %d round(s), (min–max) across rounds.\n\n", m.Date, m.Mode, m.Rounds)
+	p("Run %s, %s mode, %d round(s); each figure is the median over the rounds its phase ran clean (see Noise), with the (min–max).\n\n", m.Date, m.Mode, m.Rounds)
 	p("- Machine: %s, %d cores, %d GiB RAM, Linux %s, %s\n", m.CPU, m.Cores, m.MemGiB, m.Kernel, m.Go)
 	p("- Coffer: %s; peer: %s\n", m.Coffer, m.Peer)
 	if m.PeerNote != "" {
@@ -251,35 +251,42 @@ func (rep *report) markdown(out io.Writer) {
 		p("\n")
 	}
 
-	busy := 0
-	for _, s := range rep.Samples {
-		if s.Busy && !s.Discarded {
-			busy++
-		}
-	}
-	p("\nNoise: other processes' CPU plus hypervisor steal during each phase, in cores (median, max over rounds; /proc/stat counts in 10 ms ticks, so a phase under 0.5 s reads ±0.1 core or worse)")
-	if busy > 0 {
-		p(". **%d sample(s) ran on a busy machine** (the wait for other processes to go under %.2f cores timed out, or they took more than %.2f cores during the phase; `busy` in the JSON)", busy, rep.quiet, max(2*rep.quiet, 0.5))
-	}
-	if len(rep.Discarded) > 0 {
-		p(". Round(s) %v ran on a busy machine and were repeated (kept in the JSON as `discarded`)", rep.Discarded)
-	}
-	p("\n\n| phase |")
+	p("\nNoise: other processes' CPU plus hypervisor steal during each phase, in cores, median (max) over the rounds counted; /proc/stat counts 10 ms ticks, so a phase under 0.5 s reads ±0.1 core or worse. A phase is *busy* when the wait for others to go under %.2f cores timed out or they took over %.2f cores during it; busy rounds count only for a phase that never ran clean.\n\n| phase | rounds counted |", rep.quiet, max(2*rep.quiet, 0.5))
 	for _, t := range rep.targets {
 		p(" %s |", t.Name)
 	}
-	p("\n|---|%s\n", strings.Repeat("---:|", len(rep.targets)))
+	p("\n|---|---|%s\n", strings.Repeat("---:|", len(rep.targets)))
 	for _, ph := range phases {
-		p("| %s |", ph.Title)
+		rounds, busy := map[int]bool{}, map[int]bool{}
+		for _, s := range rep.Samples {
+			if s.Phase == ph.ID {
+				rounds[s.Round] = true
+				busy[s.Round] = busy[s.Round] || s.Busy
+			}
+		}
+		nbusy := 0
+		for _, b := range busy {
+			if b {
+				nbusy++
+			}
+		}
+		counted := fmt.Sprintf("%d clean", rep.Clean[ph.ID])
+		switch {
+		case rep.Clean[ph.ID] == 0 && nbusy > 0:
+			counted = fmt.Sprintf("**%d busy** (never clean)", nbusy)
+		case nbusy > 0:
+			counted += fmt.Sprintf(" (%d busy left out)", nbusy)
+		}
+		p("| %s | %s |", ph.Title, counted)
 		for _, t := range rep.targets {
 			var v []float64
 			for _, s := range rep.Samples {
-				if s.Target == t.Name && s.Phase == ph.ID && s.Err == "" && !s.Discarded {
+				if s.Target == t.Name && s.Phase == ph.ID && s.Err == "" && (!s.Busy || rep.Clean[ph.ID] == 0) {
 					v = append(v, s.Noise)
 				}
 			}
 			if st, ok := newStat(v); ok {
-				p(" %.2f (max %.2f) |", st.Median, st.Max)
+				p(" %.2f (%.2f) |", st.Median, st.Max)
 			} else {
 				p(" — |")
 			}

@@ -45,14 +45,15 @@ type sample struct {
 	// loopback traffic) is kept apart.
 	Noise      float64 `json:"noise_cores"`
 	IRQ        float64 `json:"irq_cores"`
-	PeakRSS    int64   `json:"peak_rss_bytes"`      // max of VmHWM (reset at phase start) and sampled VmRSS
-	SampledRSS int64   `json:"sampled_rss_bytes"`   // max VmRSS sampled every 50 ms
-	HWMReset   bool    `json:"hwm_reset"`           // VmHWM was reset at phase start
-	Busy       bool    `json:"busy,omitempty"`      // the quiet wait timed out before this phase
-	Discarded  bool    `json:"discarded,omitempty"` // its round ran on a busy machine and was repeated
-	P50ms      float64 `json:"p50_ms,omitempty"`
-	P99ms      float64 `json:"p99_ms,omitempty"`
-	Err        string  `json:"error,omitempty"`
+	PeakRSS    int64   `json:"peak_rss_bytes"`    // max of VmHWM (reset at phase start) and sampled VmRSS
+	SampledRSS int64   `json:"sampled_rss_bytes"` // max VmRSS sampled every 50 ms
+	HWMReset   bool    `json:"hwm_reset"`         // VmHWM was reset at phase start
+	// Busy: in this round this phase ran on a busy machine for some target
+	// (see round); busy samples are left out of a figure that has clean ones.
+	Busy  bool    `json:"busy,omitempty"`
+	P50ms float64 `json:"p50_ms,omitempty"`
+	P99ms float64 `json:"p99_ms,omitempty"`
+	Err   string  `json:"error,omitempty"`
 }
 
 // runner holds what every round shares.
@@ -65,16 +66,15 @@ type runner struct {
 	errs    []string
 	profile *profiler // nil unless this is the profiling round
 
-	lastRound int   // rounds run, including discarded ones
-	discarded []int // rounds repeated because the machine was busy
+	lastRound int            // rounds run
+	clean     map[string]int // per phase: rounds in which it ran clean on every target
 }
 
 type ceilingSample struct {
-	Round     int     `json:"round"`
-	ID        string  `json:"id"`
-	MBps      float64 `json:"mb_per_s"`
-	Err       string  `json:"error,omitempty"`
-	Discarded bool    `json:"discarded,omitempty"`
+	Round int     `json:"round"`
+	ID    string  `json:"id"`
+	MBps  float64 `json:"mb_per_s"`
+	Err   string  `json:"error,omitempty"`
 }
 
 func (r *runner) fail(format string, args ...any) {
@@ -102,8 +102,8 @@ func (r *runner) measureCeilings(ctx context.Context, round int) {
 // in turn, then stops them. Within a phase the targets alternate, and the
 // order rotates by one every round (A B C, B C A, C A B), so that over the
 // rounds each target runs in each position: drift of a noisy machine, and
-// the memory the VM has unbacked meanwhile (see settle), fall on all alike.
-func (r *runner) round(ctx context.Context, n, rotate int, targets []*target) (busy bool) {
+// the memory the VM has unbacked meanwhile (see prewarm), fall on all alike.
+func (r *runner) round(ctx context.Context, n, rotate int, targets []*target) {
 	var lives []*live
 	defer func() {
 		for _, l := range lives {
@@ -139,8 +139,8 @@ func (r *runner) round(ctx context.Context, n, rotate int, targets []*target) (b
 		order = append(order[k:], order[:k]...)
 	}
 	for _, p := range phases {
-		pbusy := r.waitQuiet(ctx, n, p.ID, lives)
-		busy = busy || pbusy
+		busy := r.waitQuiet(ctx, n, p.ID, lives)
+		first := len(r.samples)
 		for _, l := range order {
 			if l.failed || ctx.Err() != nil {
 				continue
@@ -149,8 +149,7 @@ func (r *runner) round(ctx context.Context, n, rotate int, targets []*target) (b
 			// The wait only proves the machine was quiet when the phase
 			// started; a phase long enough to read (10 ms ticks) during
 			// which others took more than twice the threshold is busy too.
-			s.Busy = pbusy || (r.cfg.quiet > 0 && s.Seconds >= 0.5 && s.Noise > max(2*r.cfg.quiet, 0.5))
-			busy = busy || s.Busy
+			busy = busy || (r.cfg.quiet > 0 && s.Seconds >= 0.5 && s.Noise > max(2*r.cfg.quiet, 0.5))
 			if s.Err != "" {
 				l.failed = true
 				r.fail("round %d: %s %s: %s", n, l.Name, p.ID, s.Err)
@@ -160,29 +159,36 @@ func (r *runner) round(ctx context.Context, n, rotate int, targets []*target) (b
 			}
 			logf("round %d: %-22s %-10s %s", n, l.Name, p.ID, s.summary())
 		}
+		// A phase compares the targets with each other: if the machine
+		// was busy for one of them, the whole phase of this round is.
+		if r.profile == nil {
+			for i := first; i < len(r.samples); i++ {
+				r.samples[i].Busy = busy
+			}
+			if busy {
+				logf("round %d: %s ran on a busy machine: left out of the figures if other rounds are clean", n, p.ID)
+			} else if ctx.Err() == nil {
+				r.clean[p.ID]++
+			}
+		}
 	}
-	return busy
 }
 
-// discard marks the samples of round n as not counted: the round ran on a
-// busy machine and was repeated. They stay in the JSON.
-func (r *runner) discard(n int) {
-	for i := range r.samples {
-		if r.samples[i].Round == n {
-			r.samples[i].Discarded = true
+// minClean is the fewest clean rounds any phase has had.
+func (r *runner) minClean() int {
+	m := -1
+	for _, p := range phases {
+		if m < 0 || r.clean[p.ID] < m {
+			m = r.clean[p.ID]
 		}
 	}
-	for i := range r.ceil {
-		if r.ceil[i].Round == n {
-			r.ceil[i].Discarded = true
-		}
-	}
+	return m
 }
 
 // waitQuiet waits, before a phase, until processes other than the servers
 // and the harness use less than -quiet cores over a second, for at most
 // -quiet-wait. It reports whether it gave up (the phase then runs on a busy
-// machine and its samples are marked). Both targets of a phase run right
+// machine and its samples are marked). All targets of a phase run right
 // after one wait, so they see the same machine.
 func (r *runner) waitQuiet(ctx context.Context, n int, phaseID string, lives []*live) (busy bool) {
 	if r.cfg.quiet <= 0 || r.cfg.quietWait <= 0 {

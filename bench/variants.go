@@ -17,7 +17,7 @@ import (
 // landed. Everything else (rounds, phases, table, JSON) follows.
 type variant struct {
 	Name      string   // short, for the table: "AES256", "KMS", ...
-	Needs     string   // what it needs from Coffer, for the table and -list
+	Needs     string   // what it needs from Coffer, for the report and the JSON
 	Issue     int      // the issue that builds what it needs
 	Available bool     // built: measure it
 	ServeArgs []string // extra `coffer serve` flags
