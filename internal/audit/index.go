@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,6 +33,18 @@ import (
 // A filtered page is one descending range scan of attrs' primary key
 // (attribute, value, time), joined to events by id; an unfiltered page
 // scans events by time.
+//
+// Cost. Indexing is the largest share of what the trail costs a request,
+// so it is done in bulk, off the request path: records are queued when
+// their segment write is durable and inserted in batches of up to
+// indexBatchMax, at most indexDelay after the first one waits, with
+// multi-row INSERTs; a lookup (or the sealer) waiting for a record cuts
+// the delay short. The index commits with synchronous=NORMAL: a crash of
+// the process loses nothing, a power loss may lose the last commits but
+// never corrupts the file. That is safe because the index is derived: the
+// records it may lose are still in write-ahead segments, which recovery
+// re-indexes, and a segment is removed only after a barrier commit with
+// synchronous=FULL has made its records durable in the index.
 
 // Lookup attribute keys (LookupAttributeKey) and their codes in attrs.
 const (
@@ -111,17 +124,34 @@ type queued struct {
 	seq uint64
 }
 
+// Batching of the asynchronous index writes (see the package comment).
+const (
+	indexBatchMax = 8192
+	indexDelay    = 200 * time.Millisecond
+	// Rows per multi-row INSERT: 4 parameters each, far below SQLite's
+	// limit on parameters (32766).
+	eventsPerInsert = 128
+	attrsPerInsert  = 512
+)
+
 type index struct {
 	w, r  *sql.DB
 	log   *slog.Logger
 	fresh bool
+	delay time.Duration // indexDelay; tests may shorten it
 
 	mu      sync.Mutex
 	queue   []queued
+	since   time.Time // when the oldest queued record was queued
+	waiters int       // callers of waitFor: they cut the batching delay short
 	indexed uint64
 	changed chan struct{} // closed and replaced when indexed moves or the queue grows
 	closing bool
 	done    chan struct{}
+
+	// Writer-goroutine state of the bulk insert path.
+	nextID                int64 // the next events.id; 0 until read from the table
+	eventsStmt, attrsStmt *sql.Stmt
 }
 
 func openIndex(path string, log *slog.Logger) (*index, error) {
@@ -135,14 +165,17 @@ func openIndex(path string, log *slog.Logger) (*index, error) {
 		return (&url.URL{Scheme: "file", Path: filepath.ToSlash(path), RawQuery: q.Encode()}).String()
 	}
 	w, err := sql.Open("sqlite", uri(url.Values{
-		"_busy_timeout": {"10000"}, "_journal_mode": {"WAL"}, "_synchronous": {"FULL"}, "_txlock": {"immediate"},
+		"_busy_timeout": {"10000"}, "_journal_mode": {"WAL"}, "_synchronous": {"NORMAL"}, "_txlock": {"immediate"},
+		// A larger page cache than SQLite's 2 MiB default: the attrs
+		// B-tree's insertion points are spread over many pages.
+		"_pragma": {"cache_size(-8192)"},
 	}))
 	if err != nil {
 		return nil, fmt.Errorf("index: %w", err)
 	}
 	w.SetMaxOpenConns(1)
 	w.SetConnMaxLifetime(0)
-	x := &index{w: w, log: log, changed: make(chan struct{}), done: make(chan struct{})}
+	x := &index{w: w, log: log, delay: indexDelay, changed: make(chan struct{}), done: make(chan struct{})}
 	ctx := context.Background()
 	for _, q := range []string{
 		`CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY, t INTEGER NOT NULL, event_id TEXT NOT NULL UNIQUE, record BLOB NOT NULL)`,
@@ -298,6 +331,9 @@ func (x *index) start() { go x.run() }
 
 func (x *index) enqueue(es []entry, first uint64) {
 	x.mu.Lock()
+	if len(x.queue) == 0 {
+		x.since = time.Now()
+	}
 	for i, e := range es {
 		x.queue = append(x.queue, queued{e: e, seq: first + uint64(i)})
 	}
@@ -316,17 +352,32 @@ func (x *index) run() {
 	backoff := 100 * time.Millisecond
 	for {
 		x.mu.Lock()
-		for len(x.queue) == 0 && !x.closing {
+		for !x.closing {
+			if len(x.queue) >= indexBatchMax || (len(x.queue) > 0 && (x.waiters > 0 || time.Since(x.since) >= x.delay)) {
+				break
+			}
 			ch := x.changed
+			var timer *time.Timer
+			var timeout <-chan time.Time
+			if len(x.queue) > 0 {
+				timer = time.NewTimer(x.delay - time.Since(x.since))
+				timeout = timer.C
+			}
 			x.mu.Unlock()
-			<-ch
+			select {
+			case <-ch:
+			case <-timeout:
+			}
+			if timer != nil {
+				timer.Stop()
+			}
 			x.mu.Lock()
 		}
 		if len(x.queue) == 0 && x.closing {
 			x.mu.Unlock()
 			return
 		}
-		n := min(len(x.queue), 10000)
+		n := min(len(x.queue), indexBatchMax)
 		batch := make([]entry, n)
 		for i := range n {
 			batch[i] = x.queue[i].e
@@ -334,7 +385,7 @@ func (x *index) run() {
 		last := x.queue[n-1].seq
 		closing := x.closing
 		x.mu.Unlock()
-		if err := x.insert(batch); err != nil {
+		if err := x.insertFresh(batch); err != nil {
 			x.log.Error("audit: indexing records failed; retrying", "records", n, "error", err)
 			if closing {
 				return // the segments keep them; the next start re-indexes
@@ -348,6 +399,8 @@ func (x *index) run() {
 		x.queue = x.queue[n:]
 		if len(x.queue) == 0 {
 			x.queue = nil
+		} else {
+			x.since = time.Now()
 		}
 		x.indexed = last
 		x.signal()
@@ -355,11 +408,130 @@ func (x *index) run() {
 	}
 }
 
+// insertFresh indexes records that were never indexed before (the queue
+// holds only records committed by this process) in one transaction with
+// multi-row INSERTs: per record one events row, whose id the writer
+// assigns, and its attrs rows. A record that is somehow there already is
+// skipped (OR IGNORE); its attrs rows then point at no event and are never
+// returned, since lookups join on events.
+func (x *index) insertFresh(es []entry) error {
+	ctx := context.Background()
+	if x.eventsStmt == nil {
+		var err error
+		if x.eventsStmt, err = x.w.PrepareContext(ctx, multiInsert(`INSERT OR IGNORE INTO events(id, t, event_id, record) VALUES`, 4, eventsPerInsert)); err != nil {
+			return err
+		}
+		if x.attrsStmt, err = x.w.PrepareContext(ctx, multiInsert(`INSERT OR IGNORE INTO attrs(k, v, t, id) VALUES`, 4, attrsPerInsert)); err != nil {
+			return err
+		}
+	}
+	tx, err := x.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if x.nextID == 0 {
+		var maxID int64
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM events`).Scan(&maxID); err != nil {
+			return err
+		}
+		x.nextID = maxID + 1
+	}
+	id := x.nextID
+	evArgs := make([]any, 0, 4*eventsPerInsert)
+	atArgs := make([]any, 0, 4*attrsPerInsert)
+	flush := func(stmt *sql.Stmt, args []any, one string, full int) error {
+		if len(args) == 4*full {
+			_, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, args...)
+			return err
+		}
+		for i := 0; i < len(args); i += 4 {
+			if _, err := tx.ExecContext(ctx, one, args[i:i+4]...); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	flushEvents := func() error {
+		err := flush(x.eventsStmt, evArgs, `INSERT OR IGNORE INTO events(id, t, event_id, record) VALUES(?, ?, ?, ?)`, eventsPerInsert)
+		evArgs = evArgs[:0]
+		return err
+	}
+	flushAttrs := func() error {
+		err := flush(x.attrsStmt, atArgs, `INSERT OR IGNORE INTO attrs(k, v, t, id) VALUES(?, ?, ?, ?)`, attrsPerInsert)
+		atArgs = atArgs[:0]
+		return err
+	}
+	for _, e := range es {
+		evArgs = append(evArgs, id, e.meta.t, e.meta.eventID, e.data)
+		if len(evArgs) == cap(evArgs) {
+			if err := flushEvents(); err != nil {
+				return err
+			}
+		}
+		for _, a := range e.meta.attrs {
+			atArgs = append(atArgs, attrCodes[a[0]], a[1], e.meta.t, id)
+			if len(atArgs) == cap(atArgs) {
+				if err := flushAttrs(); err != nil {
+					return err
+				}
+			}
+		}
+		id++
+	}
+	if err := flushEvents(); err != nil {
+		return err
+	}
+	if err := flushAttrs(); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	x.nextID = id
+	return nil
+}
+
+// multiInsert returns prefix followed by rows groups of cols placeholders.
+func multiInsert(prefix string, cols, rows int) string {
+	group := "(" + strings.Repeat("?, ", cols-1) + "?)"
+	return prefix + " " + strings.Repeat(group+", ", rows-1) + group
+}
+
+// barrier makes every record indexed so far durable (see the package
+// comment): one commit with synchronous=FULL syncs the whole WAL. The
+// writer connection is held throughout, so the pragma applies to that
+// commit alone.
+func (x *index) barrier(ctx context.Context) error {
+	c, err := x.w.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if _, err := c.ExecContext(ctx, `PRAGMA synchronous = FULL`); err != nil {
+		return err
+	}
+	_, err = c.ExecContext(ctx, `INSERT OR REPLACE INTO meta(k, v) VALUES('synced', ?)`, time.Now().UTC().Format(time.RFC3339Nano))
+	if _, err2 := c.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err == nil {
+		err = err2
+	}
+	return err
+}
+
 // waitFor waits until the record with sequence number seq is indexed, or
 // timeout passes; it reports whether it is.
 func (x *index) waitFor(seq uint64, timeout time.Duration) bool {
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
+	x.mu.Lock()
+	x.waiters++
+	x.signal()
+	x.mu.Unlock()
+	defer func() {
+		x.mu.Lock()
+		x.waiters--
+		x.mu.Unlock()
+	}()
 	for {
 		x.mu.Lock()
 		ok, ch := x.indexed >= seq, x.changed

@@ -277,11 +277,21 @@ func (sl *sealer) seal(j sealJob, recovering bool) error {
 		return err
 	}
 	if recovering {
-		if err := s.idx.insertNow(recs); err != nil {
+		err := s.idx.insertNow(recs)
+		if err == nil {
+			err = s.idx.barrier(context.Background())
+		}
+		if err != nil {
 			s.log.Error("audit: indexing recovered records failed; LookupEvents may miss them until the index is rebuilt", "error", err)
 		}
 	} else if j.lastSeq > 0 {
-		s.idx.waitFor(j.lastSeq, 30*time.Second)
+		// The segment goes once its records are in the log file; the
+		// index must hold them durably by then (see index).
+		if s.idx.waitFor(j.lastSeq, 30*time.Second) {
+			if err := s.idx.barrier(context.Background()); err != nil {
+				s.log.Error("audit: syncing the index failed; LookupEvents may miss records after a power loss until the index is rebuilt", "error", err)
+			}
+		}
 	}
 	obj, intended := sl.intents[hdr.Unique]
 	var data []byte
