@@ -41,8 +41,8 @@ type trailEvent struct {
 // step is one expected event of the script, matched in order.
 type step struct {
 	name, errorCode, who string // who: suffix of userIdentity.arn ("" = any)
-	invokedBy                string
-	check                    func(e trailEvent) string // "" when fine
+	invokedBy            string
+	check                func(e trailEvent) string // "" when fine
 }
 
 // TestAuditScriptedSequence is issue #8's end-to-end script, driven with the
