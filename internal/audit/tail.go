@@ -60,6 +60,10 @@ type tailer struct {
 	since time.Time
 	segs  map[string]*tailSeg // by unique
 	seen  map[string]bool     // log files printed (or present at start)
+
+	// afterList, if set, runs between start's listing of the log files
+	// and its reading of the segments: tests seal a segment there.
+	afterList func()
 }
 
 type tailSeg struct {
@@ -80,15 +84,42 @@ func (t *tailer) start() error {
 	if err != nil {
 		return err
 	}
+	if err := t.takeFiles(files, !t.since.IsZero()); err != nil {
+		return err
+	}
+	if t.afterList != nil {
+		t.afterList()
+	}
+	if err := t.readSegments(!t.since.IsZero()); err != nil {
+		return err
+	}
+	// A segment sealed after the listing above and before the segments
+	// were read is in neither: its log file is new now. (Its records are
+	// printed after those of newer segments; none is lost or repeated.)
+	if files, err = t.logFiles(from); err != nil {
+		return err
+	}
+	return t.takeFiles(files, !t.since.IsZero())
+}
+
+// takeFiles marks the log files not seen yet, and not being read from
+// their segment, as seen, printing them if print.
+func (t *tailer) takeFiles(files []string, print bool) error {
 	for _, f := range files {
+		if t.seen[f] {
+			continue
+		}
+		if _, live := t.segs[fileUnique(f)]; live {
+			continue // printed from its segment, then from the rest of its file
+		}
 		t.seen[f] = true
-		if !t.since.IsZero() {
+		if print {
 			if err := t.printFile(f, 0); err != nil {
 				return err
 			}
 		}
 	}
-	return t.readSegments(!t.since.IsZero())
+	return nil
 }
 
 func (t *tailer) poll() error {
@@ -99,19 +130,7 @@ func (t *tailer) poll() error {
 	if err != nil {
 		return err
 	}
-	for _, f := range files {
-		if t.seen[f] {
-			continue
-		}
-		if _, live := t.segs[fileUnique(f)]; live {
-			continue // its segment is still being read; printed from there
-		}
-		t.seen[f] = true
-		if err := t.printFile(f, 0); err != nil {
-			return err
-		}
-	}
-	return nil
+	return t.takeFiles(files, true)
 }
 
 // readSegments prints the new records of every segment; a segment that
@@ -130,21 +149,10 @@ func (t *tailer) readSegments(print bool) error {
 		}
 	}
 	slices.Sort(names)
-	for u, s := range t.segs {
-		if present[u] {
-			continue
-		}
-		delete(t.segs, u)
-		files, err := t.logFiles(time.Now().AddDate(0, 0, -2))
-		if err != nil {
-			return err
-		}
-		for _, f := range files {
-			if fileUnique(f) == u && !t.seen[f] {
-				t.seen[f] = true
-				if err := t.printFile(f, s.printed); err != nil {
-					return err
-				}
+	for u := range t.segs {
+		if !present[u] {
+			if err := t.sealed(u, print); err != nil {
+				return err
 			}
 		}
 	}
@@ -158,7 +166,12 @@ func (t *tailer) readSegments(print bool) error {
 		recs, err := s.read(filepath.Join(t.segDir(), n))
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
-				continue // sealed meanwhile: the next poll takes its file
+				// Sealed meanwhile: its log file exists (it is written
+				// before the segment goes).
+				if err := t.sealed(u, print); err != nil {
+					return err
+				}
+				continue
 			}
 			return err
 		}
@@ -166,6 +179,28 @@ func (t *tailer) readSegments(print bool) error {
 			s.printed++
 			if print {
 				if err := t.print(r); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// sealed finishes the segment u, which is gone: the records after those
+// printed from it come from its log file.
+func (t *tailer) sealed(u string, print bool) error {
+	s := t.segs[u]
+	delete(t.segs, u)
+	files, err := t.logFiles(time.Now().AddDate(0, 0, -2))
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		if fileUnique(f) == u && !t.seen[f] {
+			t.seen[f] = true
+			if print {
+				if err := t.printFile(f, s.printed); err != nil {
 					return err
 				}
 			}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -76,9 +77,7 @@ func TestTailFollowsALiveTrail(t *testing.T) {
 		t.Errorf("tail printed %d records, want 20", len(ids))
 	}
 
-	// --since replays the sealed files and the open segment. The store
-	// is closed first: a replay concurrent with rotation can miss the
-	// records of a segment sealed between its two reads (a known gap).
+	// --since replays the sealed files and the open segment.
 	s.Close()
 	var all syncBuffer
 	if err := Tail(context.Background(), dir, &all, TailOptions{Since: time.Unix(0, 0)}); err != nil {
@@ -86,5 +85,62 @@ func TestTailFollowsALiveTrail(t *testing.T) {
 	}
 	if got := all.requestIDs(t); len(got) != 24 {
 		t.Errorf("tail --since printed %d records, want 24", len(got))
+	}
+}
+
+// TestTailSinceWhileSealing: a segment sealed after --since listed the log
+// files and before it read the segments is printed from its new log file,
+// once; so is one it already knew and finds gone.
+func TestTailSinceWhileSealing(t *testing.T) {
+	t.Parallel()
+	for _, when := range []string{"after listing", "known, then gone"} {
+		dir := t.TempDir()
+		s := newTestStore(t, dir, func(c *Config) { c.FileMaxEvents = 4 })
+		for i := range 10 { // two sealed files and a segment of two
+			if err := s.Record(context.Background(), testInfo(i), Outcome{Status: 200}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s.Flush(context.Background())
+		for i := 10; i < 13; i++ { // an open segment
+			if err := s.Record(context.Background(), testInfo(i), Outcome{Status: 200}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var out syncBuffer
+		tl := &tailer{dir: dir, w: &out, since: time.Unix(0, 0), segs: map[string]*tailSeg{}, seen: map[string]bool{}}
+		seal := func() {
+			if err := s.Flush(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if when == "after listing" {
+			tl.afterList = seal
+		} else {
+			// The segment is known (as from an earlier read), then
+			// sealed before it is read again.
+			tl.afterList = func() {
+				ents, _ := os.ReadDir(tl.segDir())
+				for _, e := range ents {
+					if _, u, ok := segmentUnique(e.Name()); ok {
+						tl.segs[u] = &tailSeg{name: e.Name()}
+					}
+				}
+				seal()
+			}
+		}
+		if err := tl.start(); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		ids := out.requestIDs(t)
+		for id, n := range ids {
+			if n != 1 {
+				t.Errorf("%s: %s printed %d times", when, id, n)
+			}
+		}
+		if len(ids) != 13 {
+			t.Errorf("%s: tail --since printed %d records, want 13", when, len(ids))
+		}
 	}
 }
