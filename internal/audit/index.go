@@ -66,6 +66,7 @@ var attrCodes = map[string]int{
 // eventMeta is what the index keeps of a record besides its JSON.
 type eventMeta struct {
 	t         int64
+	eventTime string // as recorded, "" when it does not parse
 	eventID   string
 	attrs     [][2]string // (key, value), without duplicates
 	name      string
@@ -74,8 +75,11 @@ type eventMeta struct {
 }
 
 func metaOf(ev *Event) eventMeta {
-	t, _ := parseTime(ev.EventTime)
+	t, err := parseTime(ev.EventTime)
 	m := eventMeta{t: t.Unix(), eventID: ev.EventID, name: ev.EventName, source: ev.EventSource, errorCode: ev.ErrorCode}
+	if err == nil {
+		m.eventTime = ev.EventTime
+	}
 	add := func(k, v string) {
 		if v == "" {
 			return

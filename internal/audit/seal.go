@@ -52,6 +52,9 @@ type sealJob struct {
 	path    string
 	limit   int64  // bytes of the segment to read; 0 means all valid frames
 	lastSeq uint64 // the index must hold this record before the segment goes
+	// The span of the records' eventTimes, known to the committer; ""
+	// (recovery) means the sealer reads it from the records.
+	oldest, newest string
 }
 
 type digestReq struct {
@@ -316,7 +319,10 @@ func (sl *sealer) seal(j sealJob, recovering bool) error {
 		}
 	}
 	sum := sha256.Sum256(data)
-	oldest, newest := eventSpan(recs)
+	oldest, newest := j.oldest, j.newest
+	if oldest == "" {
+		oldest, newest = eventSpan(recs)
+	}
 	l := journalLine{Op: "sealed", Segment: hdr.Unique, Object: obj, SHA256: hex.EncodeToString(sum[:]),
 		Oldest: oldest, Newest: newest, Events: len(recs)}
 	if !slices.ContainsFunc(sl.pending, func(p journalLine) bool { return p.Object == obj }) {

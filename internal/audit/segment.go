@@ -75,6 +75,8 @@ type segment struct {
 	size    int64 // bytes of valid, durable frames
 	count   int   // records
 	lastSeq uint64
+	// oldest and newest eventTime of the records, as eventSpan finds them.
+	oldest, newest string
 	opened  time.Time // wall clock, for FileMaxAge
 }
 

@@ -372,6 +372,16 @@ func (s *Store) commit(b *batch) {
 	s.seq += uint64(len(b.entries))
 	s.seg.count += len(b.entries)
 	s.seg.lastSeq = s.seq
+	for _, e := range b.entries {
+		if et := e.meta.eventTime; et != "" {
+			if s.seg.oldest == "" || et < s.seg.oldest {
+				s.seg.oldest = et
+			}
+			if et > s.seg.newest {
+				s.seg.newest = et
+			}
+		}
+	}
 	s.idx.enqueue(b.entries, first)
 	for _, f := range s.fwd {
 		f.enqueue(b.entries)
@@ -398,7 +408,7 @@ func (s *Store) rotate() {
 	}
 	s.seg = nil
 	seg.close()
-	s.sealer.submit(sealJob{path: seg.path, limit: seg.size, lastSeq: seg.lastSeq})
+	s.sealer.submit(sealJob{path: seg.path, limit: seg.size, lastSeq: seg.lastSeq, oldest: seg.oldest, newest: seg.newest})
 }
 
 // Flush seals the records written so far into a log file and writes a
