@@ -77,7 +77,7 @@ type segment struct {
 	lastSeq uint64
 	// oldest and newest eventTime of the records, as eventSpan finds them.
 	oldest, newest string
-	opened  time.Time // wall clock, for FileMaxAge
+	opened         time.Time // wall clock, for FileMaxAge
 }
 
 // createSegment creates a segment file with its header, durably.
