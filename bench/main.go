@@ -27,6 +27,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -58,6 +59,7 @@ type config struct {
 	bigLayers, smallLayers int
 	bigLayer, smallLayer   int64
 	ceilingBytes           int64
+	only                   string // -variants
 }
 
 func main() {
@@ -66,6 +68,19 @@ func main() {
 
 func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "%s %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// wants reports whether -variants selects v (all when it is empty).
+func (c config) wants(v variant) bool {
+	if c.only == "" {
+		return true
+	}
+	for _, n := range strings.Split(c.only, ",") {
+		if strings.TrimSpace(n) == v.Name {
+			return true
+		}
+	}
+	return false
 }
 
 func parseFlags(args []string) (config, error) {
@@ -92,6 +107,7 @@ func parseFlags(args []string) (config, error) {
 	fs.BoolVar(&c.prewarm, "prewarm", true, "before each big push, write and delete a scratch file 1.25× its size so that every registry writes into host-backed memory (see prewarm in procstat.go)")
 	fs.StringVar(&c.clientProfile, "client-cpuprofile", "", "write the harness's own CPU profile over the measured rounds to `FILE` (is the client the bottleneck?)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the servers' data directories and logs")
+	fs.StringVar(&c.only, "variants", "", "measure only these Coffer variants, comma-separated names as in the table without \"coffer \" (e.g. \"AES256,AES256 + auth\"); default all")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -135,6 +151,17 @@ func parseFlags(args []string) (config, error) {
 		c.ceilingBytes = 32 << 20
 	}
 	var errs []error
+	if c.only != "" {
+		known := map[string]bool{}
+		for _, v := range variants {
+			known[v.Name] = true
+		}
+		for _, n := range strings.Split(c.only, ",") {
+			if n = strings.TrimSpace(n); !known[n] {
+				errs = append(errs, fmt.Errorf("-variants: no variant %q", n))
+			}
+		}
+	}
 	if c.runs < 1 {
 		errs = append(errs, errors.New("-runs must be at least 1"))
 	}
@@ -204,7 +231,27 @@ func run(args []string) int {
 	} else {
 		peerNote = "run with -peer=false: Coffer alone, no ratios"
 	}
+	var notMeasured []string
 	for _, v := range variants {
+		if !cfg.wants(v) {
+			continue
+		}
+		if v.Available && v.Backends != nil {
+			// PostgreSQL and versitygw: like distribution, a smoke run
+			// goes on without them and says so; a full run needs them.
+			ictx, cancel := context.WithTimeout(ctx, cfg.installTimeout)
+			err := backendsAvailable(ictx, filepath.Join(root, ".tools", "bin"))
+			cancel()
+			if err != nil && !cfg.smoke {
+				fmt.Fprintf(os.Stderr, "bench: coffer %s needs its backends: %v\n", v.Name, err)
+				return 1
+			}
+			if err != nil {
+				logf("coffer %s not measured: %v", v.Name, err)
+				notMeasured = append(notMeasured, fmt.Sprintf("coffer %s not measured: PostgreSQL or versitygw could not be installed (%s)", v.Name, firstLine(err.Error())))
+				continue
+			}
+		}
 		if v.Available {
 			name := "coffer " + v.Name
 			targets = append(targets, &target{Name: name, Coffer: true, variant: v, spec: cofferSpec(name, cofferBin, v, false)})
@@ -275,6 +322,7 @@ func run(args []string) int {
 			rep.Missing = append(rep.Missing, fmt.Sprintf("coffer %s: not available yet (issue #%d): needs %s", v.Name, v.Issue, v.Needs))
 		}
 	}
+	rep.Meta.Unmeasured = notMeasured
 	rep.Samples, rep.Ceil, rep.Errors = r.samples, r.ceil, r.errs
 	rep.Results = compute(w, r.samples, targets, peer, r.lastRound)
 	rep.Meta.Rounds = r.lastRound

@@ -30,6 +30,10 @@ type meta struct {
 	Go       string `json:"go"`
 	Client   string `json:"client"`
 	Workload string `json:"workload"`
+
+	// Unmeasured names the available variants that could not run here
+	// (their backends could not be installed), each with why.
+	Unmeasured []string `json:"unmeasured,omitempty"`
 }
 
 func newMeta(ctx context.Context, cfg config, root string, w *workload) meta {
@@ -170,6 +174,9 @@ func (rep *report) markdown(out io.Writer) {
 	p("- Coffer: %s; peer: %s\n", m.Coffer, m.Peer)
 	if m.PeerNote != "" {
 		p("- **%s**\n", m.PeerNote)
+	}
+	for _, n := range m.Unmeasured {
+		p("- **%s**\n", n)
 	}
 	p("- Client: %s\n", m.Client)
 	p("- Workload: %s\n\n", m.Workload)

@@ -35,6 +35,8 @@ type server struct {
 	cmd   *exec.Cmd
 	done  chan struct{} // closed when the process has exited
 	err   error         // exit status, valid after done
+	// after stops what spec.before started (backends), after the process.
+	after func()
 }
 
 func (s *server) pid() int { return s.cmd.Process.Pid }
@@ -63,6 +65,9 @@ func (s *server) stop(keep bool) {
 			<-s.done
 		}
 	}
+	if s.after != nil {
+		s.after()
+	}
 	if keep {
 		logf("kept %s's directory %s", s.name, s.dir)
 		return
@@ -79,6 +84,9 @@ type spec struct {
 	env   []string
 	ready string // path that answers 200 when the server is ready
 	pprof bool   // give the server a pprof listener
+	// before, if set, starts what the server needs (backends.go) and
+	// returns extra arguments and environment, and how to stop it.
+	before func(ctx context.Context) (args, env []string, stop func(), err error)
 }
 
 // start runs sp in a new temporary directory on free loopback ports and
@@ -124,17 +132,29 @@ func startOnce(ctx context.Context, sp spec) (*server, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	logFile, err := os.Create(s.log)
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
+	env := append(cleanEnv(), sp.env...)
+	if sp.before != nil {
+		args, extra, stop, err := sp.before(ctx)
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("start %s: %w", sp.name, err)
+		}
+		argv, env, s.after = append(argv, args...), append(env, extra...), stop
 	}
-	s.cmd = exec.Command(argv[0], argv[1:]...)
-	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
-	s.cmd.Dir = dir
-	s.cmd.Env = append(cleanEnv(), sp.env...)
-	if err := s.cmd.Start(); err != nil {
-		logFile.Close()
+	logFile, err := os.Create(s.log)
+	if err == nil {
+		s.cmd = exec.Command(argv[0], argv[1:]...)
+		s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
+		s.cmd.Dir = dir
+		s.cmd.Env = env
+		if err = s.cmd.Start(); err != nil {
+			logFile.Close()
+		}
+	}
+	if err != nil {
+		if s.after != nil {
+			s.after()
+		}
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("start %s: %w", sp.name, err)
 	}
@@ -215,9 +235,10 @@ func cofferSpec(name, bin string, v variant, pprof bool) spec {
 			}
 			return append(argv, v.ServeArgs...), nil
 		},
-		env:   v.Env,
-		ready: "/readyz",
-		pprof: pprof,
+		env:    v.Env,
+		ready:  "/readyz",
+		pprof:  pprof,
+		before: v.Backends,
 	}
 }
 
@@ -280,27 +301,34 @@ func buildCoffer(ctx context.Context, root, dir string) (string, error) {
 
 // installDistribution returns the path of distribution v3's registry in
 // toolsBin, installing it with `go install` unless a binary built from the
-// pinned version is already there. GOFLAGS is cleared so a caller's
-// -mod=... cannot leak into go install.
+// pinned version is already there.
 func installDistribution(ctx context.Context, toolsBin string) (string, error) {
-	bin := filepath.Join(toolsBin, "registry")
-	if info, err := buildinfo.ReadFile(bin); err == nil && info.Main.Path == distributionModule && info.Main.Version == distributionVersion {
+	return installTool(ctx, toolsBin, "registry", distributionModule, distributionPackage, distributionVersion)
+}
+
+// installTool returns the path of the tool name in toolsBin, installing
+// pkg@version with `go install` unless a binary built from module at that
+// version is already there. GOFLAGS is cleared so a caller's -mod=...
+// cannot leak into go install.
+func installTool(ctx context.Context, toolsBin, name, module, pkg, version string) (string, error) {
+	bin := filepath.Join(toolsBin, name)
+	if info, err := buildinfo.ReadFile(bin); err == nil && info.Main.Path == module && info.Main.Version == version {
 		return bin, nil
 	}
 	if err := os.MkdirAll(toolsBin, 0o755); err != nil {
 		return "", err
 	}
-	logf("installing %s@%s into %s", distributionPackage, distributionVersion, toolsBin)
+	logf("installing %s@%s into %s", pkg, version, toolsBin)
 	t0 := time.Now()
-	cmd := exec.CommandContext(ctx, "go", "install", distributionPackage+"@"+distributionVersion)
+	cmd := exec.CommandContext(ctx, "go", "install", pkg+"@"+version)
 	cmd.Env = append(os.Environ(), "GOBIN="+toolsBin, "GOFLAGS=")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		return "", fmt.Errorf("go install %s@%s: %w\n%s", distributionPackage, distributionVersion, err, tail2(out, 20))
+		return "", fmt.Errorf("go install %s@%s: %w\n%s", pkg, version, err, tail2(out, 20))
 	}
-	logf("installed distribution in %.0f s", time.Since(t0).Seconds())
+	logf("installed %s in %.0f s", name, time.Since(t0).Seconds())
 	return bin, nil
 }
 

@@ -22,6 +22,10 @@ type variant struct {
 	Available bool     // built: measure it
 	ServeArgs []string // extra `coffer serve` flags
 	Env       []string // extra environment (KEY=value)
+	// Backends, if set, starts what each of the variant's servers runs on
+	// (PostgreSQL and versitygw, backends.go) before it, and stops it
+	// after; it returns extra serve flags and environment.
+	Backends func(ctx context.Context) (args, env []string, stop func(), err error)
 	// Setup runs once the server is ready, before any phase: create a KMS
 	// key, the repositories (full names, e.g. "bench/big") with an
 	// encryption configuration, an IAM user... It returns how the client
@@ -98,11 +102,15 @@ var variants = []variant{
 		Setup:     kmsRepositories(ecrtypes.EncryptionTypeKmsDsse, "us-gov-west-1"),
 	},
 	{
-		// ServeArgs: the metadata DSN and the S3 endpoint; Setup: none
-		// (the harness would start PostgreSQL 15 and versitygw, see
-		// /work/shared/ENVIRONMENT.md, alongside the server).
-		Name:  "AES256 on PostgreSQL + S3",
-		Needs: "PostgreSQL metadata and S3-compatible blob storage selectable in the configuration (scale-out)",
-		Issue: 9,
+		// The first variant's data path on the scale-out backends: the
+		// harness starts a fresh PostgreSQL and versitygw on loopback for
+		// each server (backends.go). Their CPU and memory are not in the
+		// server's figures.
+		Name:      "AES256 on PostgreSQL + S3",
+		Needs:     "PostgreSQL metadata and S3-compatible blob storage selectable in the configuration (scale-out)",
+		Issue:     9,
+		Available: true,
+		ServeArgs: []string{"--insecure-allow-anonymous"},
+		Backends:  postgresS3,
 	},
 }

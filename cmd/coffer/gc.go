@@ -18,8 +18,10 @@ func init() {
 		name:     "gc",
 		synopsis: "[--dry-run] [--grace D] [--upload-ttl D] [flags]",
 		summary:  "reclaim unreferenced blobs, abandoned uploads and orphaned objects",
-		about: "Gc collects garbage online: blobs no repository links or references, upload\n" +
-			"sessions not updated for --upload-ttl, and stored objects no metadata row names.\n" +
+		about: "Gc collects garbage online: blob links no manifest of their repository\n" +
+			"references (layers of deleted images; this lowers the repository's quota usage),\n" +
+			"blobs no repository links or references, upload sessions not updated for\n" +
+			"--upload-ttl, and stored objects no metadata row names.\n" +
 			"Nothing younger than --grace is touched, so it runs beside a live server while\n" +
 			"pushes and pulls go on. --dry-run prints what would be reclaimed and how many\n" +
 			"bytes, and deletes nothing.",
@@ -47,7 +49,7 @@ func runGC(e *env, fset *flag.FlagSet, args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	ds, err := openDataStores(ctx, cfg.DataDir)
+	ds, err := openDataStores(ctx, cfg)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "coffer gc: %v\n", err)
 		return 1
@@ -77,6 +79,12 @@ func runGC(e *env, fset *flag.FlagSet, args []string) int {
 	}
 	fmt.Fprintf(e.stdout, "%s %d bytes: %d blobs, %d upload sessions, %d orphaned objects\n",
 		verb, rep.Bytes, rep.Blobs, rep.Uploads, rep.Orphans)
+	unlink := "unlinked"
+	if *dry {
+		unlink = "would unlink"
+	}
+	fmt.Fprintf(e.stdout, "%s %d blobs no manifest of their repository references (%d bytes of repository usage)\n",
+		unlink, rep.Links, rep.LinkBytes)
 	for _, err := range rep.Errors {
 		fmt.Fprintf(e.stderr, "coffer gc: %v\n", err)
 	}

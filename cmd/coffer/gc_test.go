@@ -35,7 +35,8 @@ func TestGCCommand(t *testing.T) {
 	}
 	r := runCoffer(nil, "gc", "--dry-run", "--data", data)
 	if r.code != 0 || !strings.Contains(r.stdout, "would reclaim 1234 bytes: 0 blobs, 0 upload sessions, 1 orphaned objects") ||
-		!strings.Contains(r.stdout, "layers/aes256/orphan") {
+		!strings.Contains(r.stdout, "layers/aes256/orphan") ||
+		!strings.Contains(r.stdout, "would unlink 0 blobs no manifest of their repository references (0 bytes of repository usage)") {
 		t.Fatalf("gc --dry-run = %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if _, err := drv.Stat(ctx, "layers/aes256/orphan"); err != nil {

@@ -5,10 +5,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
+	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -17,9 +16,8 @@ import (
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/lifecycle/runner"
 	"github.com/cofferhq/coffer/internal/metadata"
-	"github.com/cofferhq/coffer/internal/metadata/sqlite"
+	"github.com/cofferhq/coffer/internal/server"
 	"github.com/cofferhq/coffer/internal/storage"
-	fsdriver "github.com/cofferhq/coffer/internal/storage/fs"
 )
 
 const lifecycleAbout = `Lifecycle applies the repositories' lifecycle policies (PutLifecyclePolicy)
@@ -42,27 +40,19 @@ func init() {
 	})
 }
 
-// dataStores are the metadata store and blob driver of a data directory,
-// opened without the server (no root key, no audit trail): what admin
-// commands that work beside a live server need.
+// dataStores are the metadata store and blob driver the configuration
+// selects (SQLite and the filesystem in the data directory, or PostgreSQL
+// and S3), opened without the server (no root key, no audit trail): what
+// admin commands that work beside a live server need.
 type dataStores struct {
 	store  metadata.Store
 	driver storage.Driver
 }
 
-func openDataStores(ctx context.Context, dataDir string) (*dataStores, error) {
-	db := filepath.Join(dataDir, "coffer.db")
-	if _, err := os.Stat(db); errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%s does not exist; the server creates it on first start", db)
-	}
-	store, err := sqlite.Open(ctx, sqlite.Config{Path: db})
+func openDataStores(ctx context.Context, cfg config.Config) (*dataStores, error) {
+	store, driver, err := server.OpenExisting(ctx, cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
-		return nil, fmt.Errorf("metadata store: %w", err)
-	}
-	driver, err := fsdriver.New(fsdriver.Config{Root: filepath.Join(dataDir, "blobs")})
-	if err != nil {
-		store.Close()
-		return nil, fmt.Errorf("blob storage: %w", err)
+		return nil, err
 	}
 	return &dataStores{store: store, driver: driver}, nil
 }
@@ -90,7 +80,7 @@ func runLifecycle(e *env, fset *flag.FlagSet, args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	ds, err := openDataStores(ctx, cfg.DataDir)
+	ds, err := openDataStores(ctx, cfg)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "coffer lifecycle run: %v\n", err)
 		return 1

@@ -20,6 +20,7 @@ import (
 	"github.com/cofferhq/coffer/internal/auth"
 	"github.com/cofferhq/coffer/internal/iam"
 	"github.com/cofferhq/coffer/internal/metadata"
+	"github.com/cofferhq/coffer/internal/metadata/cache"
 	"github.com/cofferhq/coffer/internal/policy"
 )
 
@@ -44,13 +45,38 @@ type Config struct {
 	// (SPEC EPOL-03), a gate beside identity and resource policies.
 	EndpointPolicies map[string]*policy.Policy
 	Now              func() time.Time
+	// Generation and CacheTTL, when both set, cache each repository's
+	// parsed resource policies and tags: an entry is used while
+	// Generation returns what it returned before the entry's read, and
+	// for less than CacheTTL. Generation must change after every write
+	// of a repository policy, the registry policy or repository tags
+	// (metadata/cache.Store.Generation does, for writes through it), so
+	// such a write is honoured at the next request; CacheTTL bounds how
+	// long writes it does not see (other processes) go unnoticed.
+	Generation func() uint64
+	CacheTTL   time.Duration
 }
 
 // Authorizer is the decision point.
 type Authorizer struct {
 	cfg Config
 	now func() time.Time
+	// resources caches resourcePolicies by repository name; nil when
+	// caching is off. Nothing KMS-related is cached here: key policies
+	// and grants are decided by internal/kms at each use.
+	resources *cache.Map[string, resourceSet]
 }
+
+// resourceSet is what resourcePolicies returns for one repository. Its
+// policies and tags are shared by every request that uses the entry and
+// must not be modified.
+type resourceSet struct {
+	policies []*policy.Policy
+	tags     map[string]string
+}
+
+// resourceCacheSize bounds the repositories whose policies are cached.
+const resourceCacheSize = cache.DefaultMaxEntries
 
 // New returns an Authorizer.
 func New(cfg Config) (*Authorizer, error) {
@@ -60,6 +86,9 @@ func New(cfg Config) (*Authorizer, error) {
 	a := &Authorizer{cfg: cfg, now: cfg.Now}
 	if a.now == nil {
 		a.now = time.Now
+	}
+	if cfg.Generation != nil && cfg.CacheTTL > 0 {
+		a.resources = cache.NewMap[string, resourceSet](resourceCacheSize)
 	}
 	return a, nil
 }
@@ -116,13 +145,31 @@ func (a *Authorizer) gates(info *auth.Info) ([]policy.Gate, error) {
 
 // resourcePolicies returns the repository policy of an ECR repository ARN
 // and the registry policy, as they exist, and the repository's tags, read
-// in one snapshot.
+// in one snapshot; from the cache when it is on and the entry is current.
+// The results must not be modified.
 func (a *Authorizer) resourcePolicies(ctx context.Context, resource string) ([]*policy.Policy, map[string]string, error) {
 	prefix := "arn:aws:ecr:" + a.cfg.Region + ":" + a.cfg.AccountID + ":repository/"
 	name, ok := strings.CutPrefix(resource, prefix)
 	if !ok {
 		return nil, nil, nil
 	}
+	if a.resources == nil {
+		return a.readResourcePolicies(ctx, name)
+	}
+	gen, now := a.cfg.Generation(), time.Now()
+	if rs, ok := a.resources.Get(name, gen, now, a.cfg.CacheTTL); ok {
+		return rs.policies, rs.tags, nil
+	}
+	pols, tags, err := a.readResourcePolicies(ctx, name)
+	if err == nil {
+		a.resources.Put(name, resourceSet{policies: pols, tags: tags}, gen, now)
+	}
+	return pols, tags, err
+}
+
+// readResourcePolicies reads and parses the policies and tags of the
+// repository name ("*" for none: the registry policy only).
+func (a *Authorizer) readResourcePolicies(ctx context.Context, name string) ([]*policy.Policy, map[string]string, error) {
 	var (
 		docs [][]byte
 		tags map[string]string

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"github.com/cofferhq/coffer/internal/endpoint"
+	"github.com/cofferhq/coffer/internal/quota"
 	"log/slog"
 	"path/filepath"
 	"strconv"
@@ -24,6 +25,33 @@ type Config struct {
 	// DataDir holds everything Coffer keeps on disk. A relative path is
 	// relative to the working directory, not to the config file.
 	DataDir string
+	// MetadataDSN selects the metadata store: empty means the embedded
+	// SQLite database in DataDir, a postgres:// or postgresql:// URL means
+	// PostgreSQL. A password in it is secret: Validate accepts one only
+	// from the environment, and the DSN is never printed with it.
+	MetadataDSN string `json:"-"`
+	// MetadataMaxConns and MetadataMinConns size PostgreSQL's connection
+	// pool (0: the DSN's pool_max_conns / pool_min_conns, else pgxpool's
+	// defaults).
+	MetadataMaxConns int
+	MetadataMinConns int
+	// Storage selects blob storage: "fs" (DataDir/blobs) or "s3".
+	Storage string
+	// S3Bucket, S3Region (empty: Region), S3Endpoint (empty: AWS),
+	// S3PathStyle, S3Prefix and S3ServerSideEncryption ("" or "AES256")
+	// configure the S3 driver when Storage is "s3".
+	S3Bucket               string
+	S3Region               string
+	S3Endpoint             string
+	S3PathStyle            bool
+	S3Prefix               string
+	S3ServerSideEncryption string
+	// S3AccessKeyID, S3SecretAccessKey and S3SessionToken are static S3
+	// credentials, from the environment only; empty means the standard AWS
+	// credential chain. They are never printed.
+	S3AccessKeyID     string `json:"-"`
+	S3SecretAccessKey string `json:"-"`
+	S3SessionToken    string `json:"-"`
 	// Region is the AWS-style region Coffer reports in ARNs and hosts.
 	Region string
 	// AccountID is the 12-digit account ID. Empty means the server
@@ -61,16 +89,34 @@ type Config struct {
 	// evaluation and garbage collection; 0 turns either off.
 	LifecycleInterval time.Duration
 	GCInterval        time.Duration
+	// MetadataCacheTTL bounds how long the in-process caches of
+	// repositories, tags and resource policies use an entry
+	// (internal/metadata/cache): writes made through this process are
+	// seen at once, writes by other processes within the TTL. 0 turns
+	// caching off.
+	MetadataCacheTTL time.Duration
 	// InsecureHTTP serves plain HTTP on a non-loopback Listen; without it
 	// such a listener serves TLS with a certificate from the private CA
 	// (issue #7: TLS on every non-loopback listener by default).
 	InsecureHTTP bool
+	// TrustedProxies is a comma-separated list of CIDRs (or addresses) of
+	// proxies trusted on every listener: their PROXY protocol header and
+	// X-Forwarded-For name the client (docs/endpoints.md). An endpoint's
+	// own trusted_proxies add to it. Use TrustedProxyPrefixes to read it.
+	TrustedProxies string
 	// AuditRetentionDays deletes audit files older than that many days
 	// (0 keeps all); AuditWebhookURL and AuditSyslogAddr forward every
 	// record to a SIEM (issue #8).
 	AuditRetentionDays int
 	AuditWebhookURL    string
 	AuditSyslogAddr    string
+	// QuotaMaxImages and QuotaMaxBytes (a size such as "10GiB"; empty or
+	// 0 for none) are every repository's default limits, and Quotas
+	// (file only) override them per repository name pattern; use
+	// QuotaRules to read them (docs/quotas.md).
+	QuotaMaxImages int
+	QuotaMaxBytes  string
+	Quotas         []quota.Rule
 	// LogLevel is one of debug, info, warn, error.
 	LogLevel string
 	// LogFormat is json or text.
@@ -94,6 +140,7 @@ func Defaults() Config {
 	return Config{
 		Listen:            "127.0.0.1:5000",
 		DataDir:           "./coffer-data",
+		Storage:           "fs",
 		Region:            "us-east-1",
 		LogLevel:          "info",
 		LogFormat:         "json",
@@ -101,6 +148,7 @@ func Defaults() Config {
 		PublicEndpoint:    true,
 		LifecycleInterval: time.Hour,
 		GCInterval:        time.Hour,
+		MetadataCacheTTL:  time.Second,
 	}
 }
 
@@ -119,6 +167,8 @@ func (c Config) summary() []slog.Attr {
 	attrs := []slog.Attr{
 		slog.String("listen", c.Listen),
 		slog.String("data", c.DataDir),
+		slog.String("metadata", c.metadataSummary()),
+		slog.String("storage", c.storageSummary()),
 		slog.String("region", c.Region),
 		slog.String("account_id", orNote(c.AccountID, "<generated>")),
 		slog.Bool("create_on_push", c.CreateOnPush),
@@ -140,6 +190,7 @@ func (c Config) summary() []slog.Attr {
 		slog.String("lifecycle_interval", c.LifecycleInterval.String()),
 		slog.String("gc_interval", c.GCInterval.String()),
 		slog.Bool("insecure_http", c.InsecureHTTP),
+		slog.String("trusted_proxies", orNote(c.TrustedProxies, "<none>")),
 		slog.Int("audit_retention_days", c.AuditRetentionDays),
 		slog.String("audit_webhook_url", orNote(c.AuditWebhookURL, "<none>")),
 		slog.String("audit_syslog_addr", orNote(c.AuditSyslogAddr, "<none>")),

@@ -21,6 +21,7 @@ func TestDefaults(t *testing.T) {
 	want := Config{
 		Listen:            "127.0.0.1:5000",
 		DataDir:           "./coffer-data",
+		Storage:           "fs",
 		Region:            "us-east-1",
 		LogLevel:          "info",
 		LogFormat:         "json",
@@ -28,6 +29,7 @@ func TestDefaults(t *testing.T) {
 		PublicEndpoint:    true,
 		LifecycleInterval: time.Hour,
 		GCInterval:        time.Hour,
+		MetadataCacheTTL:  time.Second,
 	}
 	if !reflect.DeepEqual(d, want) {
 		t.Errorf("Defaults() = %#v", d)
@@ -92,6 +94,8 @@ func TestValidateRules(t *testing.T) {
 		{"pprof no port", func(c *Config) { c.Pprof = "127.0.0.1" }, "is not host:port"},
 		{"shutdown zero", func(c *Config) { c.ShutdownTimeout = 0 }, "shutdown_timeout (default): 0s must be greater than zero"},
 		{"shutdown negative", func(c *Config) { c.ShutdownTimeout = -time.Second }, "-1s must be greater than zero"},
+		{"metadata cache off", func(c *Config) { c.MetadataCacheTTL = 0 }, ""},
+		{"metadata cache negative", func(c *Config) { c.MetadataCacheTTL = -time.Second }, "-1s must not be negative"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -159,9 +163,9 @@ func TestEndpointsFromFile(t *testing.T) {
 
 func TestString(t *testing.T) {
 	t.Parallel()
-	want := "listen=127.0.0.1:5000 data=./coffer-data region=us-east-1 account_id=<generated> " +
+	want := "listen=127.0.0.1:5000 data=./coffer-data metadata=sqlite storage=fs region=us-east-1 account_id=<generated> " +
 		"create_on_push=false insecure_allow_anonymous=false root_key_file=coffer-data/root.key " +
-		"log_level=info log_format=json pprof=<off> shutdown_timeout=30s config_file=<none> public_endpoint=true endpoints=0 lifecycle_interval=1h0m0s gc_interval=1h0m0s insecure_http=false audit_retention_days=0 audit_webhook_url=<none> audit_syslog_addr=<none>"
+		"log_level=info log_format=json pprof=<off> shutdown_timeout=30s config_file=<none> public_endpoint=true endpoints=0 lifecycle_interval=1h0m0s gc_interval=1h0m0s insecure_http=false trusted_proxies=<none> audit_retention_days=0 audit_webhook_url=<none> audit_syslog_addr=<none>"
 	if got := Defaults().String(); got != want {
 		t.Errorf("String() =\n%s\nwant\n%s", got, want)
 	}

@@ -23,6 +23,11 @@
 //	log_format: json
 //	pprof: 127.0.0.1:6060
 //	shutdown_timeout: 30s
+//	metadata_dsn: postgres://coffer@db:5432/coffer   # empty: SQLite in data
+//	storage: s3                 # fs (default) or s3
+//	s3_bucket: acme-coffer
+//	s3_endpoint: https://minio.internal:9000
+//	s3_path_style: true
 //
 // Unknown and duplicate keys are errors. Booleans are YAML booleans
 // (true/false); durations need a unit (30s, 1m30s). Relative paths are
@@ -36,6 +41,12 @@
 // (--create-on-push).
 //
 // # Secrets
+//
+// The S3 keys (COFFER_S3_ACCESS_KEY_ID, COFFER_S3_SECRET_ACCESS_KEY,
+// COFFER_S3_SESSION_TOKEN) come only from the environment too, and a
+// metadata_dsn with a password is accepted only from COFFER_METADATA_DSN;
+// neither appears in messages or in Config's printed forms (the DSN shows
+// without its password).
 //
 // The root key (COFFER_ROOT_KEY, base64 of 32 bytes) comes only from the
 // environment: a root_key in the file is refused, and there is no flag,

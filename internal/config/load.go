@@ -145,6 +145,19 @@ type fileConfig struct {
 	Version                yaml.Node `yaml:"version"`
 	Listen                 yaml.Node `yaml:"listen"`
 	Data                   yaml.Node `yaml:"data"`
+	MetadataDSN            yaml.Node `yaml:"metadata_dsn"`
+	MetadataMaxConns       yaml.Node `yaml:"metadata_max_conns"`
+	MetadataMinConns       yaml.Node `yaml:"metadata_min_conns"`
+	Storage                yaml.Node `yaml:"storage"`
+	S3Bucket               yaml.Node `yaml:"s3_bucket"`
+	S3Region               yaml.Node `yaml:"s3_region"`
+	S3Endpoint             yaml.Node `yaml:"s3_endpoint"`
+	S3PathStyle            yaml.Node `yaml:"s3_path_style"`
+	S3Prefix               yaml.Node `yaml:"s3_prefix"`
+	S3ServerSideEncryption yaml.Node `yaml:"s3_server_side_encryption"`
+	S3AccessKeyID          yaml.Node `yaml:"s3_access_key_id"`
+	S3SecretAccessKey      yaml.Node `yaml:"s3_secret_access_key"`
+	S3SessionToken         yaml.Node `yaml:"s3_session_token"`
 	Region                 yaml.Node `yaml:"region"`
 	AccountID              yaml.Node `yaml:"account_id"`
 	CreateOnPush           yaml.Node `yaml:"create_on_push"`
@@ -162,12 +175,18 @@ type fileConfig struct {
 	PublicEndpoint       yaml.Node `yaml:"public_endpoint"`
 	LifecycleInterval    yaml.Node `yaml:"lifecycle_interval"`
 	GCInterval           yaml.Node `yaml:"gc_interval"`
+	MetadataCacheTTL     yaml.Node `yaml:"metadata_cache_ttl"`
 	InsecureHTTP         yaml.Node `yaml:"insecure_http"`
+	TrustedProxies       yaml.Node `yaml:"trusted_proxies"`
 	AuditRetentionDays   yaml.Node `yaml:"audit_retention_days"`
 	AuditWebhookURL      yaml.Node `yaml:"audit_webhook_url"`
 	AuditSyslogAddr      yaml.Node `yaml:"audit_syslog_addr"`
+	QuotaMaxImages       yaml.Node `yaml:"quota_max_images"`
+	QuotaMaxBytes        yaml.Node `yaml:"quota_max_bytes"`
 	// Endpoints is a list, decoded on its own (not a table setting).
 	Endpoints yaml.Node `yaml:"endpoints"`
+	// Quotas is a list of per-repository overrides (quotas.go).
+	Quotas yaml.Node `yaml:"quotas"`
 }
 
 // nodes maps settings to their fields; a test checks the YAML tags agree
@@ -176,6 +195,19 @@ func (f *fileConfig) nodes() [numSettings]*yaml.Node {
 	return [numSettings]*yaml.Node{
 		sListen:                 &f.Listen,
 		sData:                   &f.Data,
+		sMetadataDSN:            &f.MetadataDSN,
+		sMetadataMaxConns:       &f.MetadataMaxConns,
+		sMetadataMinConns:       &f.MetadataMinConns,
+		sStorage:                &f.Storage,
+		sS3Bucket:               &f.S3Bucket,
+		sS3Region:               &f.S3Region,
+		sS3Endpoint:             &f.S3Endpoint,
+		sS3PathStyle:            &f.S3PathStyle,
+		sS3Prefix:               &f.S3Prefix,
+		sS3ServerSideEncryption: &f.S3ServerSideEncryption,
+		sS3AccessKeyID:          &f.S3AccessKeyID,
+		sS3SecretAccessKey:      &f.S3SecretAccessKey,
+		sS3SessionToken:         &f.S3SessionToken,
 		sRegion:                 &f.Region,
 		sAccountID:              &f.AccountID,
 		sCreateOnPush:           &f.CreateOnPush,
@@ -191,10 +223,14 @@ func (f *fileConfig) nodes() [numSettings]*yaml.Node {
 		sPublicEndpoint:         &f.PublicEndpoint,
 		sLifecycleInterval:      &f.LifecycleInterval,
 		sGCInterval:             &f.GCInterval,
+		sMetadataCacheTTL:       &f.MetadataCacheTTL,
 		sInsecureHTTP:           &f.InsecureHTTP,
+		sTrustedProxies:         &f.TrustedProxies,
 		sAuditRetentionDays:     &f.AuditRetentionDays,
 		sAuditWebhookURL:        &f.AuditWebhookURL,
 		sAuditSyslogAddr:        &f.AuditSyslogAddr,
+		sQuotaMaxImages:         &f.QuotaMaxImages,
+		sQuotaMaxBytes:          &f.QuotaMaxBytes,
 	}
 }
 
@@ -256,6 +292,13 @@ func (c *Config) loadFile(path, source string) []error {
 			errs = append(errs, fileErr("endpoints", fc.Endpoints.Line, err))
 		}
 		c.Endpoints = eps
+	}
+	if fc.Quotas.Kind != 0 {
+		rules, err := decodeQuotas(&fc.Quotas)
+		if err != nil {
+			errs = append(errs, fileErr("quotas", fc.Quotas.Line, err))
+		}
+		c.Quotas = rules
 	}
 	for id, n := range fc.nodes() {
 		if n.Kind == 0 {

@@ -13,6 +13,19 @@ type settingID int
 const (
 	sListen settingID = iota
 	sData
+	sMetadataDSN
+	sMetadataMaxConns
+	sMetadataMinConns
+	sStorage
+	sS3Bucket
+	sS3Region
+	sS3Endpoint
+	sS3PathStyle
+	sS3Prefix
+	sS3ServerSideEncryption
+	sS3AccessKeyID
+	sS3SecretAccessKey
+	sS3SessionToken
 	sRegion
 	sAccountID
 	sCreateOnPush
@@ -28,10 +41,14 @@ const (
 	sPublicEndpoint
 	sLifecycleInterval
 	sGCInterval
+	sMetadataCacheTTL
 	sInsecureHTTP
+	sTrustedProxies
 	sAuditRetentionDays
 	sAuditWebhookURL
 	sAuditSyslogAddr
+	sQuotaMaxImages
+	sQuotaMaxBytes
 	numSettings
 )
 
@@ -64,6 +81,73 @@ var settings = [numSettings]setting{
 		key: "data", env: "COFFER_DATA", flag: "data", arg: "DIR",
 		usage: "data directory",
 		field: func(c *Config) any { return &c.DataDir },
+	},
+	sMetadataDSN: {
+		key: "metadata_dsn", env: "COFFER_METADATA_DSN", flag: "metadata-dsn", arg: "URL",
+		usage: "PostgreSQL metadata database, postgres://user@host:5432/db?sslmode=verify-full (a password in it: environment only)",
+		def:   "SQLite <data>/coffer.db",
+		field: func(c *Config) any { return &c.MetadataDSN },
+	},
+	sMetadataMaxConns: {
+		key: "metadata_max_conns", env: "COFFER_METADATA_MAX_CONNS", flag: "metadata-max-conns", arg: "N",
+		usage: "PostgreSQL connection pool size; 0: the DSN's pool_max_conns, else max(4, CPUs)",
+		field: func(c *Config) any { return &c.MetadataMaxConns },
+	},
+	sMetadataMinConns: {
+		key: "metadata_min_conns", env: "COFFER_METADATA_MIN_CONNS", flag: "metadata-min-conns", arg: "N",
+		usage: "PostgreSQL connections kept open when idle",
+		field: func(c *Config) any { return &c.MetadataMinConns },
+	},
+	sStorage: {
+		key: "storage", env: "COFFER_STORAGE", flag: "storage", arg: "KIND",
+		usage: "blob storage: fs (<data>/blobs) or s3 (the s3_* settings)",
+		field: func(c *Config) any { return &c.Storage },
+	},
+	sS3Bucket: {
+		key: "s3_bucket", env: "COFFER_S3_BUCKET", flag: "s3-bucket", arg: "NAME",
+		usage: "S3 bucket of the encrypted objects; it must exist",
+		field: func(c *Config) any { return &c.S3Bucket },
+	},
+	sS3Region: {
+		key: "s3_region", env: "COFFER_S3_REGION", flag: "s3-region", arg: "REGION",
+		usage: "the bucket's region",
+		def:   "--region",
+		field: func(c *Config) any { return &c.S3Region },
+	},
+	sS3Endpoint: {
+		key: "s3_endpoint", env: "COFFER_S3_ENDPOINT", flag: "s3-endpoint", arg: "URL",
+		usage: "S3 endpoint URL of an S3-compatible store (https://minio.example:9000); empty: AWS",
+		field: func(c *Config) any { return &c.S3Endpoint },
+	},
+	sS3PathStyle: {
+		key: "s3_path_style", env: "COFFER_S3_PATH_STYLE", flag: "s3-path-style",
+		usage: "path-style bucket addressing (endpoint/bucket/key), which most S3-compatible stores want",
+		field: func(c *Config) any { return &c.S3PathStyle },
+	},
+	sS3Prefix: {
+		key: "s3_prefix", env: "COFFER_S3_PREFIX", flag: "s3-prefix", arg: "PREFIX",
+		usage: "key prefix inside the bucket, so several deployments can share one",
+		field: func(c *Config) any { return &c.S3Prefix },
+	},
+	sS3ServerSideEncryption: {
+		key: "s3_server_side_encryption", env: "COFFER_S3_SERVER_SIDE_ENCRYPTION", flag: "s3-server-side-encryption", arg: "SSE",
+		usage: "AES256 asks the bucket to encrypt too (SSE-S3), on top of Coffer's own encryption; empty: the bucket's default",
+		field: func(c *Config) any { return &c.S3ServerSideEncryption },
+	},
+	sS3AccessKeyID: {
+		key: "s3_access_key_id", env: "COFFER_S3_ACCESS_KEY_ID", secret: true,
+		usage: "S3 access key ID (else the standard AWS chain: AWS_* variables, shared files, web identity, container and instance roles)",
+		field: func(c *Config) any { return &c.S3AccessKeyID },
+	},
+	sS3SecretAccessKey: {
+		key: "s3_secret_access_key", env: "COFFER_S3_SECRET_ACCESS_KEY", secret: true,
+		usage: "its secret access key",
+		field: func(c *Config) any { return &c.S3SecretAccessKey },
+	},
+	sS3SessionToken: {
+		key: "s3_session_token", env: "COFFER_S3_SESSION_TOKEN", secret: true,
+		usage: "its session token, for temporary credentials",
+		field: func(c *Config) any { return &c.S3SessionToken },
 	},
 	sRegion: {
 		key: "region", env: "COFFER_REGION", flag: "region", arg: "REGION",
@@ -133,10 +217,21 @@ var settings = [numSettings]setting{
 		usage: "how often online garbage collection runs; 0 turns it off",
 		field: func(c *Config) any { return &c.GCInterval },
 	},
+	sMetadataCacheTTL: {
+		key: "metadata_cache_ttl", env: "COFFER_METADATA_CACHE_TTL", flag: "metadata-cache-ttl", arg: "DURATION",
+		usage: "how long repository, tag and resource-policy lookups are cached in memory; writes by other processes (coffer gc, replicas) show within it; 0 turns caching off",
+		field: func(c *Config) any { return &c.MetadataCacheTTL },
+	},
 	sInsecureHTTP: {
 		key: "insecure_http", env: "COFFER_INSECURE_HTTP", flag: "insecure-http",
 		usage: "serve plain HTTP on a non-loopback --listen (default: TLS with a certificate from the private CA)",
 		field: func(c *Config) any { return &c.InsecureHTTP },
+	},
+	sTrustedProxies: {
+		key: "trusted_proxies", env: "COFFER_TRUSTED_PROXIES", flag: "trusted-proxies", arg: "CIDRS",
+		usage: "comma-separated CIDRs of proxies whose PROXY protocol header and X-Forwarded-For are believed, on every listener",
+		def:   "none",
+		field: func(c *Config) any { return &c.TrustedProxies },
 	},
 	sAuditRetentionDays: {
 		key: "audit_retention_days", env: "COFFER_AUDIT_RETENTION_DAYS", flag: "audit-retention-days", arg: "DAYS",
@@ -152,6 +247,18 @@ var settings = [numSettings]setting{
 		key: "audit_syslog_addr", env: "COFFER_AUDIT_SYSLOG_ADDR", flag: "audit-syslog-addr", arg: "HOST:PORT",
 		usage: "also send every audit record to this syslog collector (RFC 5424 over TCP)",
 		field: func(c *Config) any { return &c.AuditSyslogAddr },
+	},
+	sQuotaMaxImages: {
+		key: "quota_max_images", env: "COFFER_QUOTA_MAX_IMAGES", flag: "quota-max-images", arg: "N",
+		usage: "default limit on the images (manifests) of each repository; a push over it fails (429 TOOMANYREQUESTS, LimitExceededException); 0: none; overrides per repository under quotas in the file",
+		def:   "none",
+		field: func(c *Config) any { return &c.QuotaMaxImages },
+	},
+	sQuotaMaxBytes: {
+		key: "quota_max_bytes", env: "COFFER_QUOTA_MAX_BYTES", flag: "quota-max-bytes", arg: "SIZE",
+		usage: "default limit on the bytes each repository stores (its distinct layers and configs plus manifests, before encryption), such as 10GiB or 500MB; empty or 0: none",
+		def:   "none",
+		field: func(c *Config) any { return &c.QuotaMaxBytes },
 	},
 	sAdminAccessKeyID: {
 		key: "admin_access_key_id", env: "COFFER_ADMIN_ACCESS_KEY_ID", secret: true,
@@ -324,4 +431,5 @@ func parseBool(s string) (bool, error) {
 
 // errSecretInFile is the message for a secret found in the config file.
 var errSecretInFile = errors.New("secrets are not read from the config file; set them in the environment (" +
-	settings[sRootKey].env + ", " + settings[sAdminAccessKeyID].env + ", " + settings[sAdminSecretAccessKey].env + ")")
+	settings[sRootKey].env + ", " + settings[sAdminAccessKeyID].env + ", " + settings[sAdminSecretAccessKey].env + ", " +
+	settings[sS3AccessKeyID].env + ", " + settings[sS3SecretAccessKey].env + ", " + settings[sS3SessionToken].env + ")")

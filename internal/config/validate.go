@@ -80,6 +80,9 @@ func (c Config) problems() []error {
 	if c.GCInterval < 0 {
 		add(c.problem(sGCInterval, "%v must not be negative (0 turns it off)", c.GCInterval))
 	}
+	if c.MetadataCacheTTL < 0 {
+		add(c.problem(sMetadataCacheTTL, "%v must not be negative (0 turns caching off)", c.MetadataCacheTTL))
+	}
 	if c.AuditRetentionDays < 0 {
 		add(c.problem(sAuditRetentionDays, "%d must not be negative (0 keeps everything)", c.AuditRetentionDays))
 	}
@@ -93,9 +96,14 @@ func (c Config) problems() []error {
 			add(c.problem(sAuditSyslogAddr, "%q is not host:port", c.AuditSyslogAddr))
 		}
 	}
+	if _, err := c.TrustedProxyPrefixes(); err != nil {
+		add(c.problem(sTrustedProxies, "%v", err))
+	}
 	if c.ShutdownTimeout <= 0 {
 		add(c.problem(sShutdownTimeout, "%v must be greater than zero", c.ShutdownTimeout))
 	}
+	errs = append(errs, c.backendProblems()...)
+	errs = append(errs, c.quotaProblems()...)
 	if listenOK {
 		add(c.checkAnonymousNetworkAccess())
 	}
@@ -188,4 +196,24 @@ func isLoopback(host string) bool {
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.IsLoopback()
+}
+
+// TrustedProxyPrefixes parses TrustedProxies: comma-separated CIDRs or
+// single addresses, blanks around them ignored.
+func (c Config) TrustedProxyPrefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	var errs []error
+	for _, s := range strings.Split(c.TrustedProxies, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		p, err := endpoint.ParsePrefix(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%q is not a CIDR such as 10.0.0.0/16", s))
+			continue
+		}
+		out = append(out, p)
+	}
+	return out, errors.Join(errs...)
 }

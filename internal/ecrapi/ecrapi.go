@@ -212,6 +212,9 @@ var errorTable = []struct {
 	{registry.ErrSizeInvalid, "InvalidLayerPartException", http.StatusBadRequest},
 	{registry.ErrNotBuilt, "UnsupportedOperationException", http.StatusBadRequest},
 	{registry.ErrUnsupported, "UnsupportedOperationException", http.StatusBadRequest},
+	// A quota is Coffer's; the model declares LimitExceededException for
+	// PutImage and UploadLayerPart, not CompleteLayerUpload (docs/quotas.md).
+	{registry.ErrQuotaExceeded, "LimitExceededException", http.StatusBadRequest},
 }
 
 func toError(err error) *Error {

@@ -6,7 +6,11 @@
 //
 // What it guarantees:
 //   - A connection from an address outside AllowedCIDRs is closed at
-//     accept, before any TLS or HTTP work.
+//     accept, before any TLS or HTTP work; behind a trusted proxy that
+//     names its client with the PROXY protocol, the client's address is
+//     the one checked (proxy.go). A PROXY header from any other peer is
+//     refused; X-Forwarded-For counts only from a trusted proxy
+//     (ClientAddr), and the server checks such a client per request.
 //   - A request whose Host is not one of the endpoint's DNS names (when it
 //     has any) or whose door is not among its services never reaches a
 //     handler.
@@ -46,6 +50,10 @@ type Config struct {
 	Services     []string `yaml:"services"`
 	DNSNames     []string `yaml:"dns_names"`
 	AllowedCIDRs []string `yaml:"allowed_cidrs"`
+	// TrustedProxies are the CIDRs of proxies whose PROXY-protocol header
+	// and X-Forwarded-For are believed on this endpoint, in addition to
+	// the global trusted_proxies setting.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 	// Policy is the endpoint policy document (JSON); empty means AWS's
 	// default, full access (EPOL-02).
 	Policy string `yaml:"policy"`
@@ -74,6 +82,9 @@ type Endpoint struct {
 	Insecure bool
 	// Public marks the default listener (not a VPC endpoint).
 	Public bool
+	// TrustedProxies may name the client with the PROXY protocol or
+	// X-Forwarded-For (proxy.go); empty: the TCP peer is the source.
+	TrustedProxies []netip.Prefix
 }
 
 var (
@@ -160,18 +171,20 @@ func Validate(cfgs []Config, ids func(i int) string, readPolicy func(string) ([]
 				problem(i, "dns_names: %q is not a lowercase DNS name", d)
 			}
 		}
-		for _, cidr := range c.AllowedCIDRs {
-			p, err := netip.ParsePrefix(cidr)
-			if err != nil {
-				if a, aerr := netip.ParseAddr(cidr); aerr == nil {
-					p = netip.PrefixFrom(a, a.BitLen())
-				} else {
-					problem(i, "allowed_cidrs: %q is not a CIDR such as 10.0.0.0/16", cidr)
+		prefixes := func(field string, cidrs []string) []netip.Prefix {
+			var out []netip.Prefix
+			for _, cidr := range cidrs {
+				p, err := ParsePrefix(cidr)
+				if err != nil {
+					problem(i, "%s: %q is not a CIDR such as 10.0.0.0/16", field, cidr)
 					continue
 				}
+				out = append(out, p)
 			}
-			e.Allowed = append(e.Allowed, p.Masked())
+			return out
 		}
+		e.Allowed = prefixes("allowed_cidrs", c.AllowedCIDRs)
+		e.TrustedProxies = prefixes("trusted_proxies", c.TrustedProxies)
 		if c.Policy != "" && c.PolicyFile != "" {
 			problem(i, "policy and policy_file exclude each other")
 		}

@@ -13,7 +13,14 @@ func Listen(e *Endpoint, addr string, rejected func(netip.Addr)) (net.Listener, 
 	if err != nil {
 		return nil, err
 	}
-	return &filterListener{Listener: ln, e: e, rejected: rejected}, nil
+	return Wrap(ln, e, rejected), nil
+}
+
+// Wrap applies the endpoint's source rules to an open listener: allowed
+// CIDRs at accept and, when it has trusted proxies, the PROXY protocol
+// (proxy.go).
+func Wrap(ln net.Listener, e *Endpoint, rejected func(netip.Addr)) net.Listener {
+	return &filterListener{Listener: ln, e: e, rejected: rejected}
 }
 
 type filterListener struct {
@@ -29,7 +36,14 @@ func (l *filterListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		ap, perr := netip.ParseAddrPort(c.RemoteAddr().String())
-		if perr == nil && l.e.AllowsSource(ap.Addr()) {
+		peer := ap.Addr().Unmap()
+		if perr == nil && len(l.e.TrustedProxies) > 0 {
+			// A trusted proxy's client is checked once its PROXY header
+			// is read, on the connection's goroutine.
+			if l.e.TrustsProxy(peer) || l.e.AllowsSource(peer) {
+				return l.wrapConn(c, peer), nil
+			}
+		} else if perr == nil && l.e.AllowsSource(peer) {
 			return c, nil
 		}
 		if tc, ok := c.(*net.TCPConn); ok {
@@ -37,7 +51,7 @@ func (l *filterListener) Accept() (net.Conn, error) {
 		}
 		c.Close()
 		if l.rejected != nil {
-			l.rejected(ap.Addr())
+			l.rejected(peer)
 		}
 	}
 }

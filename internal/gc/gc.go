@@ -1,6 +1,24 @@
 // Package gc is Coffer's online garbage collector. It runs while pushes and
-// pulls go on and reclaims three kinds of garbage:
+// pulls go on and reclaims four kinds of garbage:
 //
+//   - blob links no manifest of their repository references (the layers and
+//     configs of deleted images: BatchDeleteImage, manifest DELETE,
+//     lifecycle expiry), once unreferenced for longer than Grace: the link
+//     is deleted in a transaction that checks again that no manifest of the
+//     repository references the digest and that the link is still older
+//     than Grace (metadata.Store.UnlinkBlobIfUnreferenced). A link's age
+//     counts from the later of its creation (or the last commit or mount of
+//     the digest into the repository) and the last deletion of a manifest
+//     referencing it, so a push whose blobs are uploaded but whose manifest
+//     is not PUT yet never loses a link within Grace, and a manifest PUT
+//     racing the unlink either commits first (the link stays) or fails with
+//     MANIFEST_BLOB_UNKNOWN. The remaining window: a client that HEADs a
+//     blob whose link has been unreferenced for almost Grace, skips the
+//     upload and PUTs its manifest after the unlink gets
+//     MANIFEST_BLOB_UNKNOWN and must push the blob again (docker and crane
+//     do on retry). Unlinking lowers the repository's quota usage at once;
+//     the blob itself goes with the next kind, in the same run, when no
+//     other repository links it;
 //   - blobs no repository of their encryption domain links and no manifest
 //     references (left by DeleteRepository for the shared AES256 domain, by
 //     OCI blob DELETE, by lifecycle expiry): the metadata row is deleted
@@ -90,6 +108,7 @@ func New(cfg Config) (*Collector, error) {
 
 // Kinds of Item.
 const (
+	KindLink   = "link"
 	KindBlob   = "blob"
 	KindUpload = "upload"
 	KindOrphan = "orphan"
@@ -97,20 +116,28 @@ const (
 
 // Item is one reclaimed (or, dry, reclaimable) thing.
 type Item struct {
-	Kind  string
-	Name  string   // blob: domain/digest; upload: session ID; orphan: object key
-	Keys  []string // storage keys deleted
-	Bytes int64    // stored (ciphertext) bytes
+	Kind string
+	Name string   // link: repository@digest; blob: domain/digest; upload: session ID; orphan: object key
+	Keys []string // storage keys deleted (none for a link)
+	// Bytes: stored (ciphertext) bytes; for a link, the blob's plaintext
+	// size, what the repository's quota usage drops by (counted in
+	// Report.LinkBytes, not Report.Bytes: the blob's own item counts its
+	// storage once it goes).
+	Bytes int64
 }
 
 // Report sums up one collection.
 type Report struct {
-	DryRun  bool
-	Items   []Item
-	Blobs   int
-	Uploads int
-	Orphans int
-	Bytes   int64
+	DryRun bool
+	Items  []Item
+	// Links unlinked from their repository and the plaintext bytes they
+	// held against its quota.
+	Links     int
+	LinkBytes int64
+	Blobs     int
+	Uploads   int
+	Orphans   int
+	Bytes     int64
 	// Errors are failures to delete objects (their rows are gone; the next
 	// run's orphan sweep retries them).
 	Errors []error
@@ -118,6 +145,11 @@ type Report struct {
 
 func (r *Report) add(it Item) {
 	r.Items = append(r.Items, it)
+	if it.Kind == KindLink {
+		r.Links++
+		r.LinkBytes += it.Bytes
+		return
+	}
 	r.Bytes += it.Bytes
 	switch it.Kind {
 	case KindBlob:
@@ -134,6 +166,11 @@ func (r *Report) add(it Item) {
 func (c *Collector) Run(ctx context.Context, dryRun bool) (Report, error) {
 	rep := Report{DryRun: dryRun}
 	now := c.cfg.Now()
+	// Links first: the blobs they alone kept are reclaimed by the blob
+	// sweep that follows.
+	if err := c.links(ctx, now.Add(-c.cfg.Grace), dryRun, &rep); err != nil {
+		return rep, err
+	}
 	if err := c.blobs(ctx, now.Add(-c.cfg.Grace), dryRun, &rep); err != nil {
 		return rep, err
 	}
@@ -192,6 +229,58 @@ func (c *Collector) blobs(ctx context.Context, before time.Time, dryRun bool, re
 			return nil
 		}
 	}
+}
+
+func (c *Collector) links(ctx context.Context, before time.Time, dryRun bool, rep *Report) error {
+	var afterRepo, afterDigest string
+	// Dry: how many unlinkable links each blob has, to tell which blobs
+	// the unlinking would leave to the blob sweep.
+	type blobKey struct{ domain, digest string }
+	candidates := map[blobKey]int{}
+	for {
+		page, err := c.cfg.Store.UnreferencedLinks(ctx, before, afterRepo, afterDigest, pageSize)
+		if err != nil {
+			return fmt.Errorf("gc: %w", err)
+		}
+		for _, l := range page {
+			afterRepo, afterDigest = l.RepoID, l.Digest
+			if dryRun {
+				candidates[blobKey{l.Domain, l.Digest}]++
+			} else {
+				var deleted bool
+				l, deleted, err = c.cfg.Store.UnlinkBlobIfUnreferenced(ctx, l.RepoID, l.Digest, before)
+				if err != nil {
+					return fmt.Errorf("gc: %w", err)
+				}
+				if !deleted {
+					continue // referenced or linked again meanwhile
+				}
+				c.cfg.Log.DebugContext(ctx, "gc: link removed", "repository", l.Repository, "digest", l.Digest, "bytes", l.Size)
+			}
+			rep.add(Item{Kind: KindLink, Name: l.Repository + "@" + l.Digest, Bytes: l.Size})
+		}
+		if len(page) < pageSize {
+			break
+		}
+	}
+	// A dry run cannot leave the blob sweep to find them: a blob whose
+	// every link is unlinkable is reported here (the sweep re-checks what
+	// manifests of other repositories reference when it runs for real).
+	for k, n := range candidates {
+		repos, err := c.cfg.Store.BlobRepositories(ctx, k.domain, k.digest, 0)
+		if err != nil {
+			return fmt.Errorf("gc: %w", err)
+		}
+		if len(repos) > n {
+			continue
+		}
+		b, err := c.cfg.Store.GetBlob(ctx, k.domain, k.digest)
+		if err != nil || !b.CreatedAt.Before(before) {
+			continue
+		}
+		rep.add(Item{Kind: KindBlob, Name: b.Domain + "/" + b.Digest, Keys: []string{b.ObjectKey}, Bytes: c.size(ctx, b.ObjectKey)})
+	}
+	return nil
 }
 
 func (c *Collector) uploads(ctx context.Context, before time.Time, dryRun bool, rep *Report) error {
@@ -259,6 +348,16 @@ func (c *Collector) orphans(ctx context.Context, before time.Time, dryRun bool, 
 	return nil
 }
 
+// Orphans runs only the storage-orphan sweep of Run: objects under layers/
+// and manifests/ that no row references and that are older than Grace.
+// With dryRun nothing is deleted (coffer fsck reports them; fsck --repair
+// deletes them).
+func (c *Collector) Orphans(ctx context.Context, dryRun bool) (Report, error) {
+	rep := Report{DryRun: dryRun}
+	err := c.orphans(ctx, c.cfg.Now().Add(-c.cfg.Grace), dryRun, &rep)
+	return rep, err
+}
+
 // Loop runs a collection every interval until ctx ends; the server starts
 // it in a goroutine.
 func (c *Collector) Loop(ctx context.Context, interval time.Duration) {
@@ -278,7 +377,7 @@ func (c *Collector) Loop(ctx context.Context, interval time.Duration) {
 			continue
 		}
 		if len(rep.Items) > 0 || len(rep.Errors) > 0 {
-			c.cfg.Log.InfoContext(ctx, "gc run", "blobs", rep.Blobs, "uploads", rep.Uploads, "orphans", rep.Orphans,
+			c.cfg.Log.InfoContext(ctx, "gc run", "links", rep.Links, "link_bytes", rep.LinkBytes, "blobs", rep.Blobs, "uploads", rep.Uploads, "orphans", rep.Orphans,
 				"bytes", rep.Bytes, "errors", len(rep.Errors))
 		}
 	}

@@ -141,6 +141,20 @@ func TestCollect(t *testing.T) {
 	}
 }
 
+// seedRef records that the n-th seeded manifest of repoID references
+// digest, inserting the manifest row first if needed.
+func seedRef(ctx context.Context, tx *sql.Tx, repoID, digest string, n int, at int64) error {
+	m := fmt.Sprintf("sha256:%064x", fmt.Sprintf("manifest%d", n))
+	if _, err := tx.ExecContext(ctx, `INSERT INTO manifests (repo_id, digest, media_type, size, object_key, pushed_at)
+		VALUES (?, ?, 'application/vnd.oci.image.manifest.v1+json', 1, ?, ?) ON CONFLICT DO NOTHING`,
+		repoID, m, "manifests/"+repoID+"/"+m+"/seed", at); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO manifest_refs (repo_id, manifest_digest, ref_digest, kind) VALUES (?, ?, ?, 1)`,
+		repoID, m, digest)
+	return err
+}
+
 // BenchmarkCollect100k: one collection over a store of 100,000 blobs, of
 // which 10% are unreferenced. The rows are inserted in bulk with SQL (the
 // Store API commits, and fsyncs, one blob at a time); the collection
@@ -175,6 +189,11 @@ func BenchmarkCollect100k(b *testing.B) {
 				if _, err := tx.ExecContext(ctx, `INSERT INTO repo_blobs (repo_id, digest, linked_at) VALUES (?, ?, ?)`, e.repo.ID, d, created); err != nil {
 					b.Fatal(err)
 				}
+				// Live blobs are layers of images (100 to a manifest):
+				// a link no manifest references is garbage too.
+				if err := seedRef(ctx, tx, e.repo.ID, d, i/100, created); err != nil {
+					b.Fatal(err)
+				}
 			}
 		}
 		if err := tx.Commit(); err != nil {
@@ -194,7 +213,7 @@ func BenchmarkCollect100k(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if rep.Blobs != total/garbageEvery {
+		if rep.Blobs != total/garbageEvery || rep.Links != 0 {
 			b.Fatalf("reclaimed %d blobs, want %d", rep.Blobs, total/garbageEvery)
 		}
 	}

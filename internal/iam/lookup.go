@@ -101,7 +101,8 @@ type cachedPolicies struct {
 }
 
 // Invalidate drops cached identity policies; every IAM write calls it, and
-// replicas will call it on a change notification (issue #9).
+// replicas call it when another replica announces a write
+// (internal/server/replicas.go).
 func (s *Service) Invalidate() { s.pc.gen.Add(1) }
 
 // IdentityPolicies returns the identity-based policies that apply to p:

@@ -17,6 +17,7 @@ package metadata
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -33,6 +34,9 @@ var (
 	// field fixed at creation (the encryption configuration among them,
 	// SPEC ENC-07).
 	ErrImmutableField = errors.New("metadata: field cannot change after creation")
+	// ErrQuotaExceeded reports a write refused because it would take a
+	// repository over its Quota; the error is a *QuotaError.
+	ErrQuotaExceeded = errors.New("metadata: repository quota exceeded")
 )
 
 // Encryption types, as ECR names them.
@@ -74,6 +78,19 @@ type Blob struct {
 	Size      int64  // plaintext size
 	ObjectKey string // storage key of the ciphertext object
 	CreatedAt time.Time
+}
+
+// Link is one repository's link to a blob of its domain (garbage
+// collection of links no manifest references).
+type Link struct {
+	RepoID     string
+	Repository string // the repository's name
+	Domain     string // the repository's encryption domain
+	Digest     string
+	Size       int64 // the blob's plaintext size (what quotas count)
+	// LinkedAt is when the link was last made or last lost a referencing
+	// manifest (see Store.UnreferencedLinks).
+	LinkedAt time.Time
 }
 
 // Upload is a resumable blob upload session.
@@ -140,6 +157,11 @@ type PutManifest struct {
 	// Immutable reports whether an existing tag may not move; consulted inside
 	// the transaction only when Tag exists and points at another digest.
 	Immutable func(tag string) bool
+	// Quota, if not zero, refuses (with a *QuotaError, nothing changed) a
+	// new manifest that would take the repository's Usage over it, checked
+	// in the same transaction after the insert. A manifest that exists
+	// already adds nothing and is never refused, so a tag can always move.
+	Quota Quota
 }
 
 // PutManifestResult reports what PutManifest did.
@@ -147,6 +169,63 @@ type PutManifestResult struct {
 	Created     bool   // the manifest row did not exist before
 	PreviousTag string // digest the tag pointed at before, "" if new or unchanged
 }
+
+// Quota bounds what one repository may hold (Coffer's extension; ECR has
+// no such limit). A zero field is no limit.
+type Quota struct {
+	MaxImages int64 // manifests, as Usage.Images counts them
+	MaxBytes  int64 // as Usage.Bytes counts them
+}
+
+// IsZero reports whether q limits nothing.
+func (q Quota) IsZero() bool { return q.MaxImages <= 0 && q.MaxBytes <= 0 }
+
+// Check returns a *QuotaError if u is over q, else nil.
+func (q Quota) Check(u Usage) error {
+	if q.MaxImages > 0 && u.Images > q.MaxImages {
+		return &QuotaError{Limit: QuotaImages, Max: q.MaxImages, Usage: u}
+	}
+	if q.MaxBytes > 0 && u.Bytes > q.MaxBytes {
+		return &QuotaError{Limit: QuotaBytes, Max: q.MaxBytes, Usage: u}
+	}
+	return nil
+}
+
+// Usage is what a repository holds, as quotas count it.
+type Usage struct {
+	// Images is the number of its manifests: images, indexes, an index's
+	// children and artifacts (signatures, SBOMs) alike, tagged or not.
+	Images int64
+	// Bytes is the plaintext size of the distinct blobs linked to it
+	// (layers and configs, each counted once however many images share
+	// it, and whether or not another repository links it too) plus the
+	// size of its manifests. Ciphertext overhead is not counted.
+	Bytes int64
+}
+
+// Limits a QuotaError names.
+const (
+	QuotaImages = "images"
+	QuotaBytes  = "bytes"
+)
+
+// QuotaError is a write refused by a Quota: it would have taken the
+// repository's Usage (after the write) over Max for Limit.
+type QuotaError struct {
+	Limit string // QuotaImages or QuotaBytes
+	Max   int64
+	Usage Usage
+}
+
+func (e *QuotaError) Error() string {
+	if e.Limit == QuotaImages {
+		return fmt.Sprintf("%v: %d images would exceed the limit of %d", ErrQuotaExceeded, e.Usage.Images, e.Max)
+	}
+	return fmt.Sprintf("%v: %d bytes would exceed the limit of %d", ErrQuotaExceeded, e.Usage.Bytes, e.Max)
+}
+
+// Is makes errors.Is(err, ErrQuotaExceeded) true.
+func (e *QuotaError) Is(target error) bool { return target == ErrQuotaExceeded }
 
 // Store is the metadata contract.
 type Store interface {
@@ -231,6 +310,24 @@ type Store interface {
 	// exists and links it to repoID (used when re-encrypting on mount).
 	CommitBlob(ctx context.Context, repoID string, b Blob) (stored Blob, inserted bool, err error)
 
+	// Quotas. The ...Within methods are the blob writes above under a
+	// Quota: in the same transaction, a link that is new and takes the
+	// repository's Usage over q is refused with a *QuotaError and nothing
+	// changes (the upload session stays). A link that exists already adds
+	// nothing and is never refused. A zero q is the plain method. Writers
+	// checking one repository's quota are serialized, so concurrent pushes
+	// cannot overshoot it together.
+
+	// CommitUploadWithin is CommitUpload under q.
+	CommitUploadWithin(ctx context.Context, uploadID string, b Blob, q Quota) (stored Blob, inserted bool, err error)
+	// CommitBlobWithin is CommitBlob under q.
+	CommitBlobWithin(ctx context.Context, repoID string, b Blob, q Quota) (stored Blob, inserted bool, err error)
+	// LinkBlobWithin is LinkBlob under q.
+	LinkBlobWithin(ctx context.Context, repoID, domain, digest string, q Quota) (Blob, error)
+	// RepositoryUsage returns what the repository holds, as quotas count
+	// it, from one consistent snapshot; ErrRepositoryUnknown if absent.
+	RepositoryUsage(ctx context.Context, repoID string) (Usage, error)
+
 	// CreateUpload inserts a new session.
 	CreateUpload(ctx context.Context, u Upload) error
 	// GetUpload returns a session or ErrNotFound.
@@ -308,6 +405,27 @@ type Store interface {
 	// digest either commits first (the row stays) or finds the row gone and
 	// inserts its own. An absent row is (Blob{}, false, nil).
 	DeleteBlobIfUnreferenced(ctx context.Context, domain, digest string, before time.Time) (b Blob, deleted bool, err error)
+	// UnreferencedLinks returns up to limit blob links that no manifest of
+	// their repository references and whose LinkedAt is before `before`, in
+	// (RepoID, Digest) order after the cursor (afterRepo, afterDigest) ("",
+	// "" for the start). A link's LinkedAt is when it was last made (a
+	// commit or mount of a digest the repository links already refreshes
+	// it) or last lost a referencing manifest (deleting a manifest refreshes
+	// the links of the blobs it references), whichever is later, so a
+	// grace period measured against it protects both a push whose manifest
+	// is still on its way and a client that saw the blob just before the
+	// last image using it was deleted.
+	UnreferencedLinks(ctx context.Context, before time.Time, afterRepo, afterDigest string, limit int) ([]Link, error)
+	// UnlinkBlobIfUnreferenced deletes the repository's link to the digest
+	// in one transaction if, inside that transaction, its LinkedAt is
+	// before `before` and no manifest of the repository references the
+	// digest, and returns it with deleted true (the blob row stays for
+	// DeleteBlobIfUnreferenced). A concurrent PutManifest referencing the
+	// digest either commits first (the link stays) or finds the link gone
+	// (ErrBlobUnknown); a concurrent commit or mount of the digest either
+	// commits first (LinkedAt is refreshed, the link stays) or links it
+	// anew. An absent link is (Link{}, false, nil).
+	UnlinkBlobIfUnreferenced(ctx context.Context, repoID, digest string, before time.Time) (l Link, deleted bool, err error)
 	// StaleUploads returns up to limit upload sessions last updated before
 	// `before`, in ID order after afterID.
 	StaleUploads(ctx context.Context, before time.Time, afterID string, limit int) ([]Upload, error)

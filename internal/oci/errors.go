@@ -43,6 +43,7 @@ var errorTable = []struct {
 	{registry.ErrManifestInvalid, http.StatusBadRequest, "MANIFEST_INVALID"},
 	{registry.ErrManifestUnknown, http.StatusNotFound, "MANIFEST_UNKNOWN"},
 	{registry.ErrTagImmutable, http.StatusBadRequest, "TAG_INVALID"},
+	{registry.ErrQuotaExceeded, http.StatusTooManyRequests, "TOOMANYREQUESTS"},
 	{registry.ErrUnsupported, http.StatusMethodNotAllowed, "UNSUPPORTED"},
 	{registry.ErrNotBuilt, http.StatusNotImplemented, "UNSUPPORTED"},
 	{registry.ErrCorrupt, http.StatusInternalServerError, "UNKNOWN"},

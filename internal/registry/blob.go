@@ -52,15 +52,20 @@ func (r *Registry) MountBlob(ctx context.Context, repo, from metadata.Repository
 	if err != nil {
 		return metadata.Blob{}, err
 	}
+	q := r.quota(repo)
 	if from.Domain == repo.Domain {
-		b, err := r.cfg.Store.LinkBlob(ctx, repo.ID, repo.Domain, string(d))
+		b, err := r.cfg.Store.LinkBlobWithin(ctx, repo.ID, repo.Domain, string(d), q)
 		if err != nil {
-			return metadata.Blob{}, fmt.Errorf("mount %s: %w", d, err)
+			return metadata.Blob{}, fmt.Errorf("mount %s: %w", d, quotaErr(repo, err))
 		}
 		return b, nil
 	}
-	if b, err := r.cfg.Store.LinkBlob(ctx, repo.ID, repo.Domain, string(d)); err == nil {
+	b, err := r.cfg.Store.LinkBlobWithin(ctx, repo.ID, repo.Domain, string(d), q)
+	switch {
+	case err == nil:
 		return b, nil // the target domain already holds this content
+	case errors.Is(err, metadata.ErrQuotaExceeded):
+		return metadata.Blob{}, fmt.Errorf("mount %s: %w", d, quotaErr(repo, err))
 	}
 	rc, err := r.OpenBlob(ctx, from, src, 0, -1)
 	if err != nil {
@@ -76,12 +81,12 @@ func (r *Registry) MountBlob(ctx context.Context, repo, from metadata.Repository
 		r.deleteObjects(ctx, key)
 		return metadata.Blob{}, fmt.Errorf("%w: re-encrypted %d bytes of %d", ErrCorrupt, n, src.Size)
 	}
-	stored, inserted, err := r.cfg.Store.CommitBlob(ctx, repo.ID, metadata.Blob{
+	stored, inserted, err := r.cfg.Store.CommitBlobWithin(ctx, repo.ID, metadata.Blob{
 		Domain: repo.Domain, Digest: string(d), Size: n, ObjectKey: key, CreatedAt: r.now().UTC(),
-	})
+	}, q)
 	if err != nil {
 		r.deleteObjects(ctx, key)
-		return metadata.Blob{}, fmt.Errorf("commit mounted blob %s: %w", d, err)
+		return metadata.Blob{}, fmt.Errorf("commit mounted blob %s: %w", d, quotaErr(repo, err))
 	}
 	if !inserted {
 		r.deleteObjects(ctx, key)

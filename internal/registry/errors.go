@@ -26,6 +26,10 @@ var (
 	ErrCorrupt = errors.New("stored content failed its integrity check")
 	// ErrNotBuilt reports a feature whose issue has not landed yet.
 	ErrNotBuilt = errors.New("not built yet")
+	// ErrQuotaExceeded refuses a push that would take a repository over its
+	// quota (Coffer's extension): OCI TOOMANYREQUESTS, ECR
+	// LimitExceededException.
+	ErrQuotaExceeded = errors.New("repository quota exceeded")
 )
 
 // Sentinels of the ECR image operations.

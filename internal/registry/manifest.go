@@ -233,6 +233,7 @@ func (r *Registry) PutManifest(ctx context.Context, repo metadata.Repository, re
 		Refs:      p.refs,
 		Tag:       tag,
 		Immutable: TagImmutable(repo),
+		Quota:     r.quota(repo),
 	})
 	if err != nil || !res.Created {
 		r.deleteObjects(ctx, key) // unique key: referenced by no row
@@ -246,6 +247,8 @@ func (r *Registry) PutManifest(ctx context.Context, repo metadata.Repository, re
 		return PutManifestResult{}, &TagImmutableError{Tag: tag, Repository: repo.Name}
 	case errors.Is(err, metadata.ErrRepositoryUnknown):
 		return PutManifestResult{}, fmt.Errorf("%w: repository %s does not exist", ErrNameUnknown, repo.Name)
+	case errors.Is(err, metadata.ErrQuotaExceeded):
+		return PutManifestResult{}, quotaErr(repo, err)
 	case err != nil:
 		return PutManifestResult{}, fmt.Errorf("put manifest %s: %w", d, err)
 	}

@@ -53,7 +53,9 @@ type Config struct {
 	Root *rootkey.Key
 	// CreateOnPush creates unknown repositories on their first push.
 	CreateOnPush bool
-	Log          *slog.Logger
+	// Quotas returns a repository's limits (quota.Rules.For); nil: none.
+	Quotas func(repository string) metadata.Quota
+	Log    *slog.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }

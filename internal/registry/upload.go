@@ -85,6 +85,11 @@ func (r *Registry) appendPart(ctx context.Context, repo metadata.Repository, u m
 	if start >= 0 && start != u.Size {
 		return u, rangeErr(u.Size, "chunk starts at %d but the upload holds %d bytes", start, u.Size)
 	}
+	if length >= 0 {
+		if err := r.checkUploadRoom(ctx, repo, u.Size+length); err != nil {
+			return u, err
+		}
+	}
 	h, err := r.openHash(u.ID, u.HashState)
 	if err != nil {
 		return u, err
@@ -104,6 +109,12 @@ func (r *Registry) appendPart(ctx context.Context, repo metadata.Repository, u m
 	if n == 0 {
 		r.deleteObjects(ctx, key)
 		return u, nil
+	}
+	if length < 0 { // a streamed chunk: its size is known only now
+		if err := r.checkUploadRoom(ctx, repo, u.Size+n); err != nil {
+			r.deleteObjects(ctx, key)
+			return u, err
+		}
 	}
 	state, err := r.sealHash(u.ID, h)
 	if err != nil {
@@ -155,13 +166,20 @@ func (r *Registry) CompleteUpload(ctx context.Context, repo metadata.Repository,
 		return metadata.Blob{}, err
 	}
 	blob := metadata.Blob{Domain: u.Domain, Digest: string(want), Size: u.Size, ObjectKey: key, CreatedAt: r.now().UTC()}
-	stored, inserted, err := r.cfg.Store.CommitUpload(ctx, u.ID, blob)
+	stored, inserted, err := r.cfg.Store.CommitUploadWithin(ctx, u.ID, blob, r.quota(repo))
 	if err != nil {
 		if len(u.Parts) != 1 {
 			r.deleteObjects(ctx, key)
 		}
 		if errors.Is(err, metadata.ErrNotFound) {
 			return metadata.Blob{}, fmt.Errorf("%w: upload %s", ErrUploadUnknown, u.ID)
+		}
+		if errors.Is(err, metadata.ErrQuotaExceeded) {
+			// The session stays, so a retry (the AWS SDKs retry
+			// LimitExceededException as throttling) is refused the same
+			// way, and succeeds once room is made; GC's upload TTL
+			// reclaims it otherwise.
+			return metadata.Blob{}, quotaErr(repo, err)
 		}
 		return metadata.Blob{}, fmt.Errorf("commit upload %s: %w", u.ID, err)
 	}

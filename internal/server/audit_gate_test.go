@@ -55,17 +55,7 @@ func TestAuditGateFailsClosed(t *testing.T) {
 	srv := httptest.NewServer(p)
 	defer srv.Close()
 	get := func(path string, hdr map[string]string) (*http.Response, string) {
-		req, _ := http.NewRequest("POST", srv.URL+path, nil)
-		for k, v := range hdr {
-			req.Header.Set(k, v)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return resp, string(b)
+		return post(t, srv.URL+path, hdr)
 	}
 
 	resp, body := get("/v2/x", nil)

@@ -87,6 +87,19 @@ func TestAuditTrailEndToEnd(t *testing.T) {
 		t.Error("the failed login is not in the trail")
 	}
 
+	// Group commit is visible to operators.
+	if resp, err := http.Get(srv.URL + "/metrics"); err != nil {
+		t.Fatal(err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, m := range []string{"coffer_audit_records_total ", "coffer_audit_commits_total ", "coffer_audit_index_backlog "} {
+			if !bytes.Contains(body, []byte("\n"+m)) {
+				t.Errorf("/metrics lacks %s", m)
+			}
+		}
+	}
+
 	// Close the trail (final digest), verify it, and look for secrets.
 	dir := audit.Dir(app.cfg.DataDir)
 	srv.Close()

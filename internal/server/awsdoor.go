@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -29,6 +30,10 @@ type awsDoor struct {
 	limiter    *auth.FailureLimiter
 	log        *slog.Logger
 }
+
+// maxAPIBody bounds the body of every AWS-protocol request but ECR's
+// UploadLayerPart (ecrapi.MaxLayerPartBody).
+const maxAPIBody = 10 << 20
 
 // jsonServices maps X-Amz-Target prefixes to SigV4 service names.
 var jsonServices = map[string]string{
@@ -75,6 +80,22 @@ func (d *awsDoor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeQueryError(w, info, service, http.StatusBadRequest, "Throttling", msg)
 		}
 		return
+	}
+	// Bound what is read before the signature is checked: only ECR's
+	// UploadLayerPart carries a layer part; every other operation's input
+	// is small (the largest, PutImage's manifest, is at most 4 MiB before
+	// JSON escaping).
+	limit := int64(maxAPIBody)
+	if service == "ecr" && info.EventName == "UploadLayerPart" {
+		limit = ecrapi.MaxLayerPartBody
+	}
+	if r.ContentLength > limit {
+		d.authFailed(w, info, jsonProto, &sigv4.Error{Err: sigv4.ErrBodyTooLarge,
+			Message: fmt.Sprintf("Request body of %d bytes exceeds the %d bytes %s accepts", r.ContentLength, limit, cmp.Or(info.EventName, service))})
+		return
+	}
+	if r.Body != nil && r.Body != http.NoBody { // NoBody means "no body" to the verifier
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 	}
 	res, err := d.verifier.Verify(r, service)
 	if err != nil {
@@ -224,23 +245,23 @@ func writeQueryError(w http.ResponseWriter, info *auth.Info, service string, sta
 
 const auditUnavailable = "The request was not served because its audit record could not be made durable; retry later"
 
-// awsUnavailable answers a request refused by the audit gate in its
-// protocol's shape.
-func awsUnavailable(w http.ResponseWriter, r *http.Request, info *auth.Info) {
+// awsUnavailable answers a request refused by the audit gate, or failed
+// by a backend outage, in its protocol's shape.
+func awsUnavailable(w http.ResponseWriter, r *http.Request, info *auth.Info, msg string) {
 	if r.Header.Get("X-Amz-Target") != "" {
 		w.Header().Set("x-amzn-ErrorType", "ServiceUnavailableException")
 		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
 		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintf(w, `{"__type":"ServiceUnavailableException","message":%q}`, auditUnavailable)
+		fmt.Fprintf(w, `{"__type":"ServiceUnavailableException","message":%q}`, msg)
 		return
 	}
-	writeQueryError(w, info, "sts", http.StatusServiceUnavailable, "ServiceUnavailable", auditUnavailable)
+	writeQueryError(w, info, "sts", http.StatusServiceUnavailable, "ServiceUnavailable", msg)
 }
 
 // ociUnavailable is the /v2/ door's answer to a request refused by the
-// audit gate.
-func ociUnavailable(w http.ResponseWriter, r *http.Request, info *auth.Info) {
+// audit gate or failed by a backend outage.
+func ociUnavailable(w http.ResponseWriter, r *http.Request, info *auth.Info, msg string) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(http.StatusServiceUnavailable)
-	fmt.Fprintf(w, `{"errors":[{"code":"UNAVAILABLE","message":%q}]}`, auditUnavailable)
+	fmt.Fprintf(w, `{"errors":[{"code":"UNAVAILABLE","message":%q}]}`, msg)
 }

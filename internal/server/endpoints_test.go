@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -17,7 +16,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
-	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -31,7 +29,7 @@ import (
 	"github.com/cofferhq/coffer/internal/metadata/sqlite"
 )
 
-func freePort(t *testing.T, ip string) string {
+func freePort(t testing.TB, ip string) string {
 	t.Helper()
 	l, err := net.Listen("tcp", ip+":0")
 	if err != nil {
@@ -50,12 +48,7 @@ func TestEndpoints(t *testing.T) {
 		vpceB = "vpce-0bbbbbbbbbbbbbbb2"
 		vpceC = "vpce-0ccccccccccccccc3"
 	)
-	cfg := config.Defaults()
-	cfg.DataDir = t.TempDir()
-	cfg.CreateOnPush = true
-	cfg.AccountID = "123456789012"
-	cfg.AdminAccessKeyID, cfg.AdminSecretAccessKey = adminID, adminSecret
-	cfg.Listen = freePort(t, "127.0.0.1")
+	cfg := endpointTestConfig(t)
 	addrA, addrB, addrC := freePort(t, "127.0.0.2"), freePort(t, "127.0.0.4"), freePort(t, "127.0.0.5")
 	cfg.Endpoints = []endpoint.Config{
 		{ID: vpceA, VPCID: "vpc-a", Listen: []string{addrA}, Services: []string{"ecr.api", "ecr.dkr"},
@@ -65,17 +58,7 @@ func TestEndpoints(t *testing.T) {
 			Policy: `{ "Statement": [{ "Sid": "AllowPull", "Principal": { "AWS": "arn:aws:iam::123456789012:role/role_name" }, "Action": [ "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:GetAuthorizationToken" ], "Effect": "Allow", "Resource": "*" }] }`},
 		{ID: vpceC, Listen: []string{addrC}, Services: []string{"ecr.dkr"}, Insecure: true},
 	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Run(ctx, cfg, slog.New(slog.DiscardHandler)) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	waitReady(t, "http://"+cfg.Listen)
+	runServer(t, cfg)
 
 	caPEM, err := os.ReadFile(filepath.Join(cfg.DataDir, "tls", "ca.crt"))
 	if err != nil {
@@ -156,27 +139,8 @@ func TestEndpoints(t *testing.T) {
 			t.Fatalf("admin through %s = %v, want the endpoint policy's denial", vpceB, err)
 		}
 		// The role itself pulls through the endpoint.
-		ctx := context.Background()
-		ic := iam.New(iam.Options{Region: "us-east-1", BaseEndpoint: aws.String("http://" + cfg.Listen), Credentials: staticCreds(adminID, adminSecret)})
-		trust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:user/admin"},"Action":"sts:AssumeRole"}]}`
-		if _, err := ic.CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String("role_name"), AssumeRolePolicyDocument: aws.String(trust)}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := ic.AttachRolePolicy(ctx, &iam.AttachRolePolicyInput{RoleName: aws.String("role_name"),
-			PolicyArn: aws.String("arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly")}); err != nil {
-			t.Fatal(err)
-		}
-		sc := sts.New(sts.Options{Region: "us-east-1", BaseEndpoint: aws.String("http://" + cfg.Listen), Credentials: staticCreds(adminID, adminSecret)})
-		out, err := sc.AssumeRole(ctx, &sts.AssumeRoleInput{RoleArn: aws.String("arn:aws:iam::123456789012:role/role_name"), RoleSessionName: aws.String("puller")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cr := out.Credentials
 		roleECR := ecr.New(ecr.Options{Region: "us-east-1", BaseEndpoint: aws.String("http://" + addrB),
-			Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-				return aws.Credentials{AccessKeyID: aws.ToString(cr.AccessKeyId), SecretAccessKey: aws.ToString(cr.SecretAccessKey),
-					SessionToken: aws.ToString(cr.SessionToken)}, nil
-			})})
+			Credentials: assumeRole(t, "http://"+cfg.Listen, "role_name", "puller")})
 		tok := loginToken(t, roleECR)
 		rB, _ := name.ParseReference(addrB+"/vpc/app:v1", name.Insecure)
 		putDoc(t, cfg, authz.KindRepositoryPolicy, "vpc/app", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"ecr:BatchGetImage"}]}`)
@@ -193,7 +157,7 @@ func TestEndpoints(t *testing.T) {
 	})
 }
 
-func waitReady(t *testing.T, base string) {
+func waitReady(t testing.TB, base string) {
 	t.Helper()
 	for i := 0; i < 100; i++ {
 		resp, err := http.Get(base + "/readyz")

@@ -66,7 +66,7 @@ func ecrClient(srv *httptest.Server, id, secret string, hc *http.Client) *ecr.Cl
 
 // loginToken is `aws ecr get-login-password`: the password half of the
 // decoded authorization token.
-func loginToken(t *testing.T, c *ecr.Client) string {
+func loginToken(t testing.TB, c *ecr.Client) string {
 	t.Helper()
 	out, err := c.GetAuthorizationToken(context.Background(), &ecr.GetAuthorizationTokenInput{})
 	if err != nil {

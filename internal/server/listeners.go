@@ -54,6 +54,13 @@ func Endpoints(cfg config.Config) ([]*endpoint.Endpoint, error) {
 	if err != nil {
 		return nil, err
 	}
+	global, err := cfg.TrustedProxyPrefixes()
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range eps {
+		e.TrustedProxies = append(slices.Clone(global), e.TrustedProxies...)
+	}
 	if changed {
 		b, _ := json.MarshalIndent(known, "", "  ")
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -114,7 +121,10 @@ func openListeners(cfg config.Config, eps []*endpoint.Endpoint, log *slog.Logger
 		if err != nil {
 			return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 		}
-		pub := listener{ep: &endpoint.Endpoint{Public: true}, ln: ln}
+		pub := listener{ep: publicEndpoint(cfg), ln: ln}
+		if len(pub.ep.TrustedProxies) > 0 {
+			pub.ln = endpoint.Wrap(ln, pub.ep, nil)
+		}
 		// TLS on every non-loopback listener unless explicitly insecure.
 		if publicNeedsTLS(ln.Addr().String(), cfg.InsecureHTTP) {
 			if ca, err = endpoint.LoadOrCreateCA(filepath.Join(cfg.DataDir, "tls")); err != nil {
@@ -262,12 +272,17 @@ func reloadCertificates(ctx context.Context, ls []listener, log *slog.Logger) {
 	}
 }
 
-// withEndpoint puts the endpoint a request arrived through in its context.
+// withEndpoint puts the endpoint a request arrived through in its
+// context, and the source address when trusted proxies may name it.
 func withEndpoint(e *endpoint.Endpoint, h http.Handler) http.Handler {
-	if e.Public {
+	if e.Public && len(e.TrustedProxies) == 0 {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.ServeHTTP(w, r.WithContext(endpoint.With(r.Context(), e)))
+		ctx := resolveClient(e, r)
+		if !e.Public {
+			ctx = endpoint.With(ctx, e)
+		}
+		h.ServeHTTP(w, r.WithContext(ctx))
 	})
 }

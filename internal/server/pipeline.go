@@ -31,9 +31,13 @@ type mount struct {
 	prefix  string
 	family  string // metrics label
 	handler http.Handler
-	// unavailable writes the door's own 503 body when the audit record of
-	// a request cannot be made durable (fail closed); nil: plain text.
-	unavailable func(w http.ResponseWriter, r *http.Request, info *auth.Info)
+	// unavailable writes the door's own 503 body with msg when the audit
+	// record of a request cannot be made durable (fail closed) or a
+	// backend is down (backend.go); nil: plain text.
+	unavailable func(w http.ResponseWriter, r *http.Request, info *auth.Info, msg string)
+	// denied writes the door's own 403 body with msg (an endpoint refusing
+	// the request's source or service); nil: plain text.
+	denied func(w http.ResponseWriter, r *http.Request, info *auth.Info, msg string)
 	// service names the endpoint service a request to this door needs
 	// (endpoint.ServiceECRDKR, ...); nil: any endpoint serves it.
 	service func(r *http.Request) string
@@ -71,10 +75,12 @@ type pipeline struct {
 	// could not be made durable.
 	auditFailures prometheus.Counter
 	mux           *http.ServeMux
+	// probe tells whether a backend is down when a handler fails.
+	probe *backendProbe
 }
 
 func newPipeline(cfg pipelineConfig) *pipeline {
-	p := &pipeline{cfg: cfg, metrics: prometheus.NewRegistry()}
+	p := &pipeline{cfg: cfg, metrics: prometheus.NewRegistry(), probe: &backendProbe{ping: cfg.Ready}}
 	p.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "coffer_http_requests_total", Help: "HTTP requests by door, method and status code.",
 	}, []string{"door", "method", "code"})
@@ -93,6 +99,19 @@ func newPipeline(cfg pipelineConfig) *pipeline {
 	})
 	p.metrics.MustRegister(p.requests, p.duration, p.bytesOut, p.inflight, p.auditFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if st, ok := cfg.Audit.(interface{ Stats() audit.Stats }); ok {
+		// Group commit at work: records per commit = records / commits.
+		p.metrics.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "coffer_audit_records_total", Help: "Audit records made durable.",
+			}, func() float64 { return float64(st.Stats().Records) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "coffer_audit_commits_total", Help: "Audit group commits (one write and one fsync each).",
+			}, func() float64 { return float64(st.Stats().Commits) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "coffer_audit_index_backlog", Help: "Durable audit records not yet in the LookupEvents index.",
+			}, func() float64 { return float64(st.Stats().IndexBacklog) }))
+	}
 
 	p.mux = http.NewServeMux()
 	for _, m := range cfg.Routes {
@@ -127,11 +146,22 @@ func newPipeline(cfg pipelineConfig) *pipeline {
 	return p
 }
 
-func (p *pipeline) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.mux.ServeHTTP(w, r) }
+func (p *pipeline) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if refusedOutsideDoors(w, r) {
+		return
+	}
+	p.mux.ServeHTTP(w, r)
+}
 
 // wrap puts a door behind the pipeline.
 func (p *pipeline) wrap(door string, m mount) http.Handler {
-	next, unavailable := m.handler, m.unavailable
+	next, unavailable, denied := m.handler, m.unavailable, m.denied
+	if denied == nil {
+		denied = func(w http.ResponseWriter, _ *http.Request, info *auth.Info, msg string) {
+			info.ErrorCode, info.ErrorMessage = "AccessDenied", msg
+			http.Error(w, msg, http.StatusForbidden)
+		}
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		info := &auth.Info{
@@ -141,6 +171,9 @@ func (p *pipeline) wrap(door string, m mount) http.Handler {
 			SecureTransport: r.TLS != nil,
 			UserAgent:       r.UserAgent(),
 			Principal:       auth.Anonymous,
+		}
+		if a, ok := clientFrom(r.Context()); ok {
+			info.SourceIP = a // named by a trusted proxy
 		}
 		info.Host = r.Host
 		if r.TLS != nil {
@@ -158,28 +191,44 @@ func (p *pipeline) wrap(door string, m mount) http.Handler {
 		// The audit record is made durable at the moment the status line is
 		// about to be sent: the outcome is known and nothing has left. If it
 		// cannot be, the client gets 503 instead (fail closed).
+		// A handler's 500 while a backend is down becomes a 503 the client
+		// may retry (backend.go); it is audited as the 503 it is.
 		rec.commit = func(status int) error {
-			if p.cfg.Audit == nil {
+			var err error
+			msg := ""
+			if status == http.StatusInternalServerError {
+				if down := p.probe.down(ctx); down != nil {
+					p.cfg.Log.WarnContext(ctx, "backend unavailable; answering 503", "request_id", info.RequestID, "error", down)
+					status, msg, err = http.StatusServiceUnavailable, backendUnavailable, errBackendDown
+					info.ErrorCode, info.ErrorMessage = "ServiceUnavailable", backendUnavailable
+				}
+			}
+			if p.cfg.Audit != nil {
+				if aerr := p.cfg.Audit.Record(ctx, info, audit.Outcome{
+					Status: status, ErrorCode: info.ErrorCode, ErrorMessage: info.ErrorMessage, Duration: time.Since(start),
+				}); aerr != nil {
+					p.cfg.Log.ErrorContext(ctx, "audit record failed; answering 503", "request_id", info.RequestID, "error", aerr)
+					p.auditFailures.Inc()
+					msg, err = auditUnavailable, aerr
+				}
+			}
+			if err == nil {
 				return nil
 			}
-			err := p.cfg.Audit.Record(ctx, info, audit.Outcome{
-				Status: status, ErrorCode: info.ErrorCode, ErrorMessage: info.ErrorMessage, Duration: time.Since(start),
-			})
-			if err != nil {
-				p.cfg.Log.ErrorContext(ctx, "audit record failed; answering 503", "request_id", info.RequestID, "error", err)
-				p.auditFailures.Inc()
-				hdr := w.Header()
-				for k := range hdr {
-					if k != "X-Request-Id" {
-						hdr.Del(k)
-					}
+			hdr := w.Header()
+			for k := range hdr {
+				if k != "X-Request-Id" {
+					hdr.Del(k)
 				}
-				hdr.Set("Retry-After", "5")
-				if unavailable != nil {
-					unavailable(w, r, info)
-				} else {
-					http.Error(w, "service unavailable: the audit trail cannot record this request", http.StatusServiceUnavailable)
-				}
+			}
+			hdr.Set("Retry-After", "5")
+			switch {
+			case unavailable != nil:
+				unavailable(w, r, info, msg)
+			case err == errBackendDown:
+				http.Error(w, "service unavailable: "+msg, http.StatusServiceUnavailable)
+			default:
+				http.Error(w, "service unavailable: the audit trail cannot record this request", http.StatusServiceUnavailable)
 			}
 			return err
 		}
@@ -218,15 +267,19 @@ func (p *pipeline) wrap(door string, m mount) http.Handler {
 				panic(v)
 			}
 		}()
+		// A source named by a trusted proxy's X-Forwarded-For meets the
+		// endpoint's allowed CIDRs here (any other was checked at accept).
+		if ep != nil && !ep.AllowsSource(info.SourceIP) {
+			denied(rec, r, info, sourceRefusedMessage(ep, info.SourceIP))
+			return
+		}
 		if ep != nil && !ep.AllowsHost(r.Host) {
 			info.ErrorCode, info.ErrorMessage = "MisdirectedRequest", "this endpoint does not answer to that host name"
 			http.Error(rec, "misdirected request: endpoint "+ep.ID+" does not answer to that host name", http.StatusMisdirectedRequest)
 			return
 		}
 		if ep != nil && m.service != nil && !ep.Serves(m.service(r)) {
-			svc := m.service(r)
-			info.ErrorCode, info.ErrorMessage = "AccessDenied", "endpoint "+ep.ID+" does not serve "+svc
-			http.Error(rec, "endpoint "+ep.ID+" does not serve the "+svc+" service", http.StatusForbidden)
+			denied(rec, r, info, "VPC endpoint "+ep.ID+" does not serve the "+m.service(r)+" service")
 			return
 		}
 		next.ServeHTTP(rec, r)
@@ -254,8 +307,11 @@ func remoteIP(remoteAddr string) netip.Addr {
 }
 
 // errAuditFailed is what writes return after the audit gate refused a
-// response.
-var errAuditFailed = errors.New("response withheld: its audit record could not be made durable")
+// response, or a backend outage turned it into a 503 (errBackendDown).
+var (
+	errAuditFailed = errors.New("response withheld: a 503 was sent instead")
+	errBackendDown = errors.New("backend unavailable")
+)
 
 // recorder captures the status and body size for logs and metrics, and
 // passes the status line through the audit gate (commit) first.

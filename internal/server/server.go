@@ -5,8 +5,8 @@
 // Data directory layout:
 //
 //	<data>/root.key      service root key, 0600 (unless supplied by the operator)
-//	<data>/coffer.db     SQLite metadata (WAL)
-//	<data>/blobs/        encrypted objects: layers/..., manifests/...
+//	<data>/coffer.db     SQLite metadata (WAL), unless metadata_dsn names PostgreSQL
+//	<data>/blobs/        encrypted objects: layers/..., manifests/... (unless storage is s3)
 //	<data>/audit/        the CloudTrail-format audit trail, its digests and signing key
 //	<data>/tls/          the private CA and endpoint certificates, when generated
 package server
@@ -22,7 +22,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/audit"
@@ -38,10 +38,9 @@ import (
 	"github.com/cofferhq/coffer/internal/kms"
 	"github.com/cofferhq/coffer/internal/lifecycle/runner"
 	"github.com/cofferhq/coffer/internal/metadata"
-	"github.com/cofferhq/coffer/internal/metadata/sqlite"
+	"github.com/cofferhq/coffer/internal/metadata/cache"
 	"github.com/cofferhq/coffer/internal/oci"
 	"github.com/cofferhq/coffer/internal/registry"
-	"github.com/cofferhq/coffer/internal/storage/fs"
 )
 
 // Settings keys kept in the metadata store.
@@ -76,22 +75,24 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, ln net.List
 		return err
 	}
 	defer app.Close()
-	return app.serve(ctx, []listener{{ep: &endpoint.Endpoint{Public: true}, ln: ln}})
+	pub := publicEndpoint(cfg)
+	if len(pub.TrustedProxies) > 0 {
+		ln = endpoint.Wrap(ln, pub, nil)
+	}
+	return app.serve(ctx, []listener{{ep: pub, ln: ln}})
 }
 
 func (a *App) serve(ctx context.Context, ls []listener) error {
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
-	go a.reg.Run(bg, 5*time.Second)
-	go a.kms.Run(bg, time.Minute) // due key deletions and automatic rotations
-	// Single node: these loops run here. With several replicas they are to
-	// run only on the PostgreSQL leader (issue #9).
-	if a.cfg.LifecycleInterval > 0 {
-		go a.lifecycle.Loop(bg, a.cfg.LifecycleInterval)
+	// Other replicas' writes drop this one's caches (replicas.go).
+	if err := a.replicas.follow(bg, a.invalidate); err != nil {
+		return fmt.Errorf("subscribe to the other replicas' changes: %w", err)
 	}
-	if a.cfg.GCInterval > 0 {
-		go a.gc.Loop(bg, a.cfg.GCInterval)
-	}
+	go a.reg.Run(bg, 5*time.Second) // this replica's batch of pull times
+	// The work that must run once runs on the leader only (always this
+	// process with SQLite).
+	go a.replicas.lead(bg, a.background)
 	if a.cfg.Pprof != "" {
 		go servePprof(bg, a.cfg.Pprof, a.log)
 	}
@@ -114,6 +115,32 @@ type App struct {
 	lifecycle *runner.Runner
 	endpoints []*endpoint.Endpoint
 	handler   http.Handler
+	mcache    *cache.Store
+	replicas  *replicas
+}
+
+// background runs the periodic work that must run once across replicas
+// until ctx ends: due KMS key deletions and automatic rotations, lifecycle
+// policies, and the garbage collector (which also removes abandoned
+// uploads).
+func (a *App) background(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() { a.kms.Run(ctx, time.Minute) })
+	if a.cfg.LifecycleInterval > 0 {
+		wg.Go(func() { a.lifecycle.Loop(ctx, a.cfg.LifecycleInterval) })
+	}
+	if a.cfg.GCInterval > 0 {
+		wg.Go(func() { a.gc.Loop(ctx, a.cfg.GCInterval) })
+	}
+	wg.Wait()
+}
+
+// invalidate drops everything this process caches of metadata-derived
+// state, for a write another replica made.
+func (a *App) invalidate() {
+	a.mcache.Invalidate() // repositories, tags, authz's resource policies
+	a.iam.Invalidate()    // identity policies
+	a.kms.Invalidate()    // key views, aliases, unwrapped material
 }
 
 // Open opens the data directory and builds the service without serving.
@@ -125,24 +152,32 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	dbPath := filepath.Join(cfg.DataDir, "coffer.db")
-	_, statErr := os.Stat(dbPath)
-	existing := statErr == nil
-
-	root, err := loadRootKey(cfg, existing, log)
+	// SQLite in the data directory or PostgreSQL (stores.go). A store that
+	// holds sealed data refuses a new root key.
+	store, err := OpenStore(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	store, err := sqlite.Open(ctx, sqlite.Config{Path: dbPath})
-	if err != nil {
-		return nil, fmt.Errorf("metadata store: %w", err)
-	}
+	// Every consumer below gets the read cache, so each in-process write
+	// invalidates it (internal/metadata/cache; Unwrap for the raw store).
+	// With PostgreSQL each such write is announced to the other replicas.
+	reps := newReplicas(store, log)
+	mcache := cache.New(store, cache.Config{TTL: cfg.MetadataCacheTTL, OnWrite: reps.announce})
+	store = mcache
 	ok := false
 	defer func() {
 		if !ok {
 			store.Close()
 		}
 	}()
+	existing, err := sealedData(ctx, store)
+	if err != nil {
+		return nil, err
+	}
+	root, err := loadRootKey(cfg, existing, log)
+	if err != nil {
+		return nil, err
+	}
 	check, err := store.PutSettingIfAbsent(ctx, settingRootKeyCheck, root.CheckValue())
 	if err != nil {
 		return nil, fmt.Errorf("root key check: %w", err)
@@ -154,9 +189,9 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 	if err != nil {
 		return nil, err
 	}
-	driver, err := fs.New(fs.Config{Root: filepath.Join(cfg.DataDir, "blobs")})
+	driver, err := OpenDriver(ctx, cfg) // <data>/blobs or S3 (stores.go)
 	if err != nil {
-		return nil, fmt.Errorf("blob storage: %w", err)
+		return nil, err
 	}
 	idsvc, err := iam.New(iam.Config{AccountID: accountID, Docs: store, Root: root, Log: log})
 	if err != nil {
@@ -178,14 +213,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 	}
 	// AES256 repositories use the service root key, KMS and KMS_DSSE
 	// repositories the built-in KMS through the grants they hold (issue #6).
-	reg, err := registry.New(registry.Config{
-		Region: cfg.Region, AccountID: accountID, Store: store, Driver: driver,
-		Keys: registry.EncryptionKeys{
-			AES256: registry.RootKeys{Root: root},
-			KMS:    registry.KMSKeys{Client: kmsSvc, Region: cfg.Region, AccountID: accountID},
-		},
-		Root: root, CreateOnPush: cfg.CreateOnPush, Log: log,
-	})
+	reg, err := newRegistry(cfg, accountID, store, driver, root, kmsSvc, log)
 	if err != nil {
 		return nil, err
 	}
@@ -205,7 +233,8 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 	if err != nil {
 		return nil, err
 	}
-	decider, err := authz.New(authz.Config{IAM: idsvc, Docs: store, AccountID: accountID, Region: cfg.Region, EndpointPolicies: epPolicies})
+	decider, err := authz.New(authz.Config{IAM: idsvc, Docs: store, AccountID: accountID, Region: cfg.Region, EndpointPolicies: epPolicies,
+		Generation: mcache.Generation, CacheTTL: mcache.TTL()})
 	if err != nil {
 		return nil, err
 	}
@@ -250,15 +279,18 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 	}
 	lifecycleRunner := runner.New(runner.Config{Store: store, Driver: driver, Log: log.With("log", "lifecycle"), LastPull: reg.LastPull,
 		OnExpire: lifecycleExpiries(trail, reg, accountID, log)})
-	app := &App{cfg: cfg, log: log, store: store, reg: reg, gc: collector, lifecycle: lifecycleRunner, accountID: accountID, iam: idsvc, kms: kmsSvc, trail: trail, endpoints: eps}
-	app.handler = newPipeline(pipelineConfig{
+	app := &App{cfg: cfg, log: log, store: store, reg: reg, gc: collector, lifecycle: lifecycleRunner, accountID: accountID, iam: idsvc, kms: kmsSvc, trail: trail, endpoints: eps,
+		mcache: mcache, replicas: reps}
+	// Behind the replicas' fence: another replica's write is seen at the
+	// next request (replicas.go).
+	app.handler = reps.fence(newPipeline(pipelineConfig{
 		Log: log, Audit: trail, Ready: reg.Ready,
 		Routes: []mount{
-			{prefix: "/v2", handler: ociH, unavailable: ociUnavailable, service: dkrService},
-			{prefix: layerDownloadMount, family: "layers", handler: ecrH.LayerDownloads(), service: s3Service},
-			{prefix: "/", family: "aws", handler: door, unavailable: awsUnavailable, service: apiService},
+			{prefix: "/v2", handler: ociH, unavailable: ociUnavailable, denied: ociDenied, service: dkrService},
+			{prefix: layerDownloadMount, family: "layers", handler: ecrH.LayerDownloads(), denied: s3Denied, service: s3Service},
+			{prefix: "/", family: "aws", handler: door, unavailable: awsUnavailable, denied: awsDenied, service: apiService},
 		},
-	})
+	}), app.invalidate)
 	ok = true
 	return app, nil
 }

@@ -45,6 +45,9 @@ type coffer struct {
 	// token is the registry password from `aws ecr get-login-password`,
 	// valid across restarts on the same data directory.
 	token string
+	// Args and Env are extra serve flags and environment (KEY=value) of
+	// every run, set by startCoffer's options.
+	Args, Env []string
 }
 
 // The administrator the harness starts Coffer with (issue #3: no anonymous
@@ -57,9 +60,12 @@ const (
 // startCoffer starts coffer with a new data directory and fails the test
 // if it does not become ready. It is stopped when the test ends; if the
 // test failed, the tail of its stderr goes to the test log.
-func startCoffer(t *testing.T) *coffer {
+func startCoffer(t *testing.T, opts ...func(*coffer)) *coffer {
 	t.Helper()
 	c := &coffer{t: t, Dir: t.TempDir()}
+	for _, o := range opts {
+		o(c)
+	}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("coffer stderr (%d runs, last %d KiB at most):\n%s", c.runs, logTailBytes>>10, c.logs.Tail(logTailBytes))
@@ -98,8 +104,8 @@ func freeAddr(t *testing.T) string {
 
 func (c *coffer) start() error {
 	c.runs++
-	fmt.Fprintf(&c.logs, "=== coffer run %d: serve --listen %s --data %s --create-on-push\n", c.runs, c.Addr, c.Dir)
-	cmd := exec.Command(cofferBin, "serve", "--listen", c.Addr, "--data", c.Dir, "--create-on-push")
+	fmt.Fprintf(&c.logs, "=== coffer run %d: serve --listen %s --data %s --create-on-push %s\n", c.runs, c.Addr, c.Dir, strings.Join(c.Args, " "))
+	cmd := exec.Command(cofferBin, append([]string{"serve", "--listen", c.Addr, "--data", c.Dir, "--create-on-push"}, c.Args...)...)
 	// Only this test's flags configure it: no COFFER_* from the caller.
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "COFFER_") {
@@ -107,6 +113,7 @@ func (c *coffer) start() error {
 		}
 	}
 	cmd.Env = append(cmd.Env, "COFFER_ADMIN_ACCESS_KEY_ID="+adminKeyID, "COFFER_ADMIN_SECRET_ACCESS_KEY="+adminSecret)
+	cmd.Env = append(cmd.Env, c.Env...)
 	cmd.Stdout = &c.logs
 	cmd.Stderr = &c.logs
 	// Its own process group: a ^C to `go test` must not reach it first,

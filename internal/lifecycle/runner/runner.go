@@ -110,7 +110,10 @@ func (r *Runner) Plan(ctx context.Context, repo metadata.Repository, p *lifecycl
 // evaluated with: a tag pushed onto an image between evaluation and
 // deletion keeps it (it is reconsidered at the next run). Images an index
 // of the repository references are skipped, as BatchDeleteImage refuses
-// them.
+// them, unless the same run expires that index: candidates go oldest
+// first, so an index's children (pushed before it) come up while it still
+// exists, and are tried again once a pass has deleted it. So a preview (a
+// dry run) and the run agree for an index expired with its children.
 func (r *Runner) RunRepository(ctx context.Context, repo metadata.Repository, dryRun bool) (Report, error) {
 	rep := Report{Repository: repo.Name}
 	st, err := r.Policy(ctx, repo.Name)
@@ -129,10 +132,29 @@ func (r *Runner) RunRepository(ctx context.Context, repo metadata.Repository, dr
 		rep.Expired = cands
 		return rep, nil
 	}
+	// Each pass retries what an index still referenced, as long as the
+	// previous pass expired something (an index that may have released
+	// them; nested indexes take a pass per level).
+	for progress := true; progress && len(cands) > 0; {
+		n := len(rep.Expired)
+		if cands, err = r.expire(ctx, repo, cands, &rep); err != nil {
+			return rep, err
+		}
+		progress = len(rep.Expired) > n
+	}
+	rep.Skipped = append(rep.Skipped, cands...)
+	r.markEvaluated(ctx, repo.Name, st.PolicyText)
+	return rep, nil
+}
+
+// expire deletes the candidates that are unchanged since evaluation,
+// recording them (and the changed ones, skipped) in rep, and returns those
+// an index of the repository still references.
+func (r *Runner) expire(ctx context.Context, repo metadata.Repository, cands []Candidate, rep *Report) (referenced []Candidate, err error) {
 	for _, c := range cands {
 		tags, err := r.cfg.Store.ImageTags(ctx, repo.ID, c.Image.Digest)
 		if err != nil {
-			return rep, fmt.Errorf("lifecycle: tags of %s: %w", c.Image.Digest, err)
+			return referenced, fmt.Errorf("lifecycle: tags of %s: %w", c.Image.Digest, err)
 		}
 		if !slices.Equal(tags, sorted(c.Image.Tags)) {
 			rep.Skipped = append(rep.Skipped, c)
@@ -143,10 +165,10 @@ func (r *Runner) RunRepository(ctx context.Context, repo metadata.Repository, dr
 		case errors.Is(err, metadata.ErrNotFound):
 			continue // deleted meanwhile
 		case errors.Is(err, metadata.ErrImageReferenced):
-			rep.Skipped = append(rep.Skipped, c)
+			referenced = append(referenced, c)
 			continue
 		case err != nil:
-			return rep, fmt.Errorf("lifecycle: expire %s in %s: %w", c.Image.Digest, repo.Name, err)
+			return referenced, fmt.Errorf("lifecycle: expire %s in %s: %w", c.Image.Digest, repo.Name, err)
 		}
 		rep.Expired = append(rep.Expired, c)
 		if r.cfg.OnExpire != nil {
@@ -160,8 +182,7 @@ func (r *Runner) RunRepository(ctx context.Context, repo metadata.Repository, dr
 			}
 		}
 	}
-	r.markEvaluated(ctx, repo.Name, st.PolicyText)
-	return rep, nil
+	return referenced, nil
 }
 
 // markEvaluated records lastEvaluatedAt (GetLifecyclePolicy) unless the

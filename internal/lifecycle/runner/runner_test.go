@@ -132,3 +132,65 @@ func TestLoopStops(t *testing.T) {
 		t.Fatal("Loop did not stop")
 	}
 }
+
+// An untagged index expired together with its untagged children: the
+// children come first (older) while the index still references them, and
+// go in a second pass, so the run expires exactly what the dry run (the
+// preview) listed. A child of an index that stays is skipped.
+func TestRunExpiresIndexWithItsChildren(t *testing.T) {
+	ctx := context.Background()
+	s, r, _ := setup(t, `{"rules":[{"rulePriority":1,"selection":{"tagStatus":"untagged","countType":"sinceImagePushed","countUnit":"days","countNumber":1},"action":{"type":"expire"}}]}`)
+	put := func(d string, age time.Duration, tag string, children ...string) {
+		t.Helper()
+		var refs []metadata.Ref
+		for _, c := range children {
+			refs = append(refs, metadata.Ref{Digest: c, Kind: metadata.RefManifest})
+		}
+		if _, err := s.PutManifest(ctx, metadata.PutManifest{Manifest: metadata.Manifest{RepoID: r.ID, Digest: d,
+			MediaType: "application/vnd.oci.image.index.v1+json", Size: 1, ObjectKey: "manifests/" + r.ID + "/" + d,
+			PushedAt: time.Now().Add(-age), ImageSize: 1}, Refs: refs, Tag: tag}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// setup's three images are hours old: the rule leaves them. The
+	// children are older than their indexes, as a push makes them.
+	old := 72 * time.Hour
+	child1, child2, kept := fmt.Sprintf("sha256:%064x", 101), fmt.Sprintf("sha256:%064x", 102), fmt.Sprintf("sha256:%064x", 103)
+	for _, d := range []string{child1, child2, kept} {
+		if _, err := s.PutManifest(ctx, metadata.PutManifest{Manifest: metadata.Manifest{RepoID: r.ID, Digest: d,
+			MediaType: "application/vnd.oci.image.manifest.v1+json", Size: 1, ObjectKey: "manifests/" + r.ID + "/" + d,
+			PushedAt: time.Now().Add(-old - time.Hour), ImageSize: 1}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(fmt.Sprintf("sha256:%064x", 201), old, "", child1, child2) // untagged, expires
+	put(fmt.Sprintf("sha256:%064x", 202), old, "stays", kept)      // tagged: stays
+	run := New(Config{Store: s})
+	dry, err := run.RunRepository(ctx, r, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{child1: true, child2: true, kept: true, fmt.Sprintf("sha256:%064x", 201): true}
+	for _, c := range dry.Expired {
+		if !want[c.Image.Digest] {
+			t.Errorf("dry run expires %s", c.Image.Digest)
+		}
+	}
+	if len(dry.Expired) != len(want) {
+		t.Fatalf("dry run expires %d images, want %d", len(dry.Expired), len(want))
+	}
+	rep, err := run.RunRepository(ctx, r, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, c := range rep.Expired {
+		got[c.Image.Digest] = true
+	}
+	if len(got) != 3 || !got[child1] || !got[child2] || !got[fmt.Sprintf("sha256:%064x", 201)] {
+		t.Fatalf("run expired %v", got)
+	}
+	if len(rep.Skipped) != 1 || rep.Skipped[0].Image.Digest != kept {
+		t.Fatalf("run skipped %+v, want only the child of the tagged index", rep.Skipped)
+	}
+}

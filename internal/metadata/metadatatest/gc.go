@@ -16,6 +16,8 @@ func gcTests() []testCase {
 		{"GC/UnreferencedBlobs", testUnreferencedBlobs},
 		{"GC/DeleteBlobIfUnreferenced", testDeleteBlobIfUnreferenced},
 		{"GC/DeleteBlobRacesLink", testDeleteBlobRacesLink},
+		{"GC/UnreferencedLinks", testUnreferencedLinks},
+		{"GC/UnlinkRacesPutManifest", testUnlinkRacesPutManifest},
 		{"GC/StaleUploads", testStaleUploads},
 		{"GC/ObjectKeys", testObjectKeys},
 	}

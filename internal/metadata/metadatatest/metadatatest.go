@@ -55,6 +55,7 @@ func Run(t *testing.T, newStore func(t *testing.T) metadata.Store) {
 		documentTests(),
 		imageTests(),
 		gcTests(),
+		quotaTests(),
 	}
 	for _, g := range groups {
 		for _, tc := range g {

@@ -57,9 +57,15 @@ func (s *Store) BlobLinked(ctx context.Context, repoID, digest string) (metadata
 // repository is gone. The repository row and the blob row are held FOR KEY
 // SHARE until the link commits, so neither can be deleted in between.
 func (s *Store) LinkBlob(ctx context.Context, repoID, domain, digest string) (metadata.Blob, error) {
+	return s.LinkBlobWithin(ctx, repoID, domain, digest, metadata.Quota{})
+}
+
+// LinkBlobWithin is LinkBlob refused with a *metadata.QuotaError when the
+// new link takes the repository over q's byte limit.
+func (s *Store) LinkBlobWithin(ctx context.Context, repoID, domain, digest string, q metadata.Quota) (metadata.Blob, error) {
 	var b metadata.Blob
 	err := s.write(ctx, func(tx pgx.Tx) error {
-		repoDom, err := lockRepository(ctx, tx, repoID)
+		repoDom, err := lockRepositoryFor(ctx, tx, repoID, q)
 		if err != nil {
 			return err
 		}
@@ -71,7 +77,7 @@ func (s *Store) LinkBlob(ctx context.Context, repoID, domain, digest string) (me
 		if err != nil {
 			return notFound(err)
 		}
-		return link(ctx, tx, repoID, digest)
+		return link(ctx, tx, repoID, digest, q)
 	})
 	if err != nil {
 		return metadata.Blob{}, fmt.Errorf("link blob %s/%s to %s: %w", domain, digest, repoID, err)
@@ -79,11 +85,26 @@ func (s *Store) LinkBlob(ctx context.Context, repoID, domain, digest string) (me
 	return b, nil
 }
 
-func link(ctx context.Context, tx pgx.Tx, repoID, digest string) error {
-	_, err := tx.Exec(ctx, `INSERT INTO repo_blobs (repo_id, digest, linked_at)
+// link links digest to the repository unless it is linked already; a new
+// link must keep the repository within q's byte limit (a blob adds no
+// image). An existing link gets its linked_at refreshed: a push that
+// uploads or mounts the blob again is about to reference it, so GC's grace
+// period for unreferenced links starts again (UnreferencedLinks). The
+// UPDATE takes FOR NO KEY UPDATE, which a PutManifest's FOR KEY SHARE of
+// the link does not wait for.
+func link(ctx context.Context, tx pgx.Tx, repoID, digest string, q metadata.Quota) error {
+	now := nowMicros()
+	res, err := tx.Exec(ctx, `UPDATE repo_blobs SET linked_at = $3 WHERE repo_id = $1 AND digest = $2`, repoID, digest, now)
+	if err != nil || res.RowsAffected() == 1 {
+		return err
+	}
+	res, err = tx.Exec(ctx, `INSERT INTO repo_blobs (repo_id, digest, linked_at)
 		VALUES ($1, $2, $3) ON CONFLICT (repo_id, digest) DO NOTHING`,
-		repoID, digest, nowMicros())
-	return err
+		repoID, digest, now)
+	if err != nil || q.MaxBytes <= 0 || res.RowsAffected() == 0 {
+		return err
+	}
+	return checkQuota(ctx, tx, repoID, metadata.Quota{MaxBytes: q.MaxBytes})
 }
 
 // UnlinkBlob removes a repository's link; ErrNotFound if not linked. It
@@ -113,6 +134,13 @@ func (s *Store) UnlinkBlob(ctx context.Context, repoID, digest string) error {
 // digest: the blob INSERT ... ON CONFLICT DO NOTHING of the second waits for
 // the first to commit, then does nothing and reads the winner's row.
 func (s *Store) CommitUpload(ctx context.Context, uploadID string, b metadata.Blob) (metadata.Blob, bool, error) {
+	return s.CommitUploadWithin(ctx, uploadID, b, metadata.Quota{})
+}
+
+// CommitUploadWithin is CommitUpload refused with a *metadata.QuotaError,
+// the session left as it was, when the new link takes the repository over
+// q's byte limit.
+func (s *Store) CommitUploadWithin(ctx context.Context, uploadID string, b metadata.Blob, q metadata.Quota) (metadata.Blob, bool, error) {
 	var (
 		stored   metadata.Blob
 		inserted bool
@@ -127,7 +155,7 @@ func (s *Store) CommitUpload(ctx context.Context, uploadID string, b metadata.Bl
 			return fmt.Errorf("blob domain %q is not the upload's domain %q", b.Domain, domain)
 		}
 		// Repository first (lock order), then the session.
-		if _, err := lockRepository(ctx, tx, repoID); errors.Is(err, metadata.ErrRepositoryUnknown) {
+		if _, err := lockRepositoryFor(ctx, tx, repoID, q); errors.Is(err, metadata.ErrRepositoryUnknown) {
 			return metadata.ErrNotFound // deleted with its repository meanwhile
 		} else if err != nil {
 			return err
@@ -139,7 +167,7 @@ func (s *Store) CommitUpload(ctx context.Context, uploadID string, b metadata.Bl
 		if del.RowsAffected() == 0 {
 			return metadata.ErrNotFound // committed or deleted concurrently
 		}
-		stored, inserted, err = commitBlob(ctx, tx, repoID, b)
+		stored, inserted, err = commitBlob(ctx, tx, repoID, b, q)
 		return err
 	})
 	if err != nil {
@@ -152,19 +180,25 @@ func (s *Store) CommitUpload(ctx context.Context, uploadID string, b metadata.Bl
 // the repository; b.Domain must be the repository's domain.
 // ErrRepositoryUnknown if the repository is gone.
 func (s *Store) CommitBlob(ctx context.Context, repoID string, b metadata.Blob) (metadata.Blob, bool, error) {
+	return s.CommitBlobWithin(ctx, repoID, b, metadata.Quota{})
+}
+
+// CommitBlobWithin is CommitBlob refused with a *metadata.QuotaError when
+// the new link takes the repository over q's byte limit.
+func (s *Store) CommitBlobWithin(ctx context.Context, repoID string, b metadata.Blob, q metadata.Quota) (metadata.Blob, bool, error) {
 	var (
 		stored   metadata.Blob
 		inserted bool
 	)
 	err := s.write(ctx, func(tx pgx.Tx) error {
-		domain, err := lockRepository(ctx, tx, repoID)
+		domain, err := lockRepositoryFor(ctx, tx, repoID, q)
 		if err != nil {
 			return err
 		}
 		if b.Domain != domain {
 			return fmt.Errorf("blob domain %q is not the repository's domain %q", b.Domain, domain)
 		}
-		stored, inserted, err = commitBlob(ctx, tx, repoID, b)
+		stored, inserted, err = commitBlob(ctx, tx, repoID, b, q)
 		return err
 	})
 	if err != nil {
@@ -177,7 +211,7 @@ func (s *Store) CommitBlob(ctx context.Context, repoID string, b metadata.Blob) 
 // and links it. The loop covers a row deleted between a conflicting INSERT
 // and the locking read (a concurrent delete of the repository owning the
 // domain, or GC): the INSERT is then simply tried again.
-func commitBlob(ctx context.Context, tx pgx.Tx, repoID string, b metadata.Blob) (metadata.Blob, bool, error) {
+func commitBlob(ctx context.Context, tx pgx.Tx, repoID string, b metadata.Blob, q metadata.Quota) (metadata.Blob, bool, error) {
 	if b.Digest == "" || b.ObjectKey == "" {
 		return metadata.Blob{}, false, errors.New("blob digest and object key are required")
 	}
@@ -196,7 +230,7 @@ func commitBlob(ctx context.Context, tx pgx.Tx, repoID string, b metadata.Blob) 
 		if err != nil {
 			return metadata.Blob{}, false, err
 		}
-		if err := link(ctx, tx, repoID, b.Digest); err != nil {
+		if err := link(ctx, tx, repoID, b.Digest, q); err != nil {
 			return metadata.Blob{}, false, err
 		}
 		return stored, ins.RowsAffected() == 1, nil

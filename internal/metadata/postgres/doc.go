@@ -1,8 +1,9 @@
 // Package postgres implements metadata.Store on PostgreSQL (11 or newer;
 // tested on 15) through pgx/v5 and its pool, for deployments that run
 // several Coffer replicas over one database. It also gives those replicas
-// two coordination tools: notifications (Notify, Listen) to invalidate
-// caches across replicas, and leadership (Leader) to run a singleton job.
+// three coordination tools: notifications (Notify, Listen) to invalidate
+// caches across replicas, counters (Tick, Count) to fence them, and
+// leadership (Leader) to run a singleton job.
 //
 // # What it trusts and guarantees
 //
@@ -59,6 +60,7 @@
 // order, the row locks that make it behave as if it ran alone:
 //
 //	repository row  FOR KEY SHARE (writers that add rows under it)
+//	                FOR NO KEY UPDATE (the same writers under a quota: checks queue)
 //	                FOR NO KEY UPDATE (UpdateRepository)
 //	                FOR UPDATE (DeleteRepository: waits for, then excludes, the above)
 //	referenced rows FOR KEY SHARE (links, blobs, child manifests a push checks)
@@ -98,9 +100,21 @@
 //     unique_violation 23505). UpdateUpload: one UPDATE ... WHERE size =
 //     expected; an UPDATE that waited re-evaluates the WHERE against the
 //     committed row, so exactly one update per size wins (ErrConflict for
-//     the others). DeleteUpload, UnlinkBlob, DeleteTag, DeleteManifest,
-//     RecordPull: one statement each (its row lock is the whole story;
-//     DeleteManifest's cascade to tags and references included).
+//     the others). DeleteUpload, UnlinkBlob, DeleteTag, RecordPull: one
+//     statement each (its row lock is the whole story). DeleteManifest
+//     (and every manifest DeleteImage deletes): the links of the blobs it
+//     references FOR NO KEY UPDATE in digest order, their linked_at set to
+//     now (GC's grace for unreferenced links starts again), then the
+//     DELETE, whose row lock and cascade to tags and references are the
+//     rest. A link write (CommitUpload, CommitBlob, LinkBlob) of a digest
+//     already linked refreshes linked_at the same way. NO KEY UPDATE does
+//     not conflict with a push's FOR KEY SHARE of the link.
+//   - GC: DeleteBlobIfUnreferenced locks the blob row FOR UPDATE, and
+//     UnlinkBlobIfUnreferenced the link row FOR UPDATE, before re-checking
+//     in a fresh statement that nothing links or references them and that
+//     they are older than the grace: the lock waits for pushes holding the
+//     row FOR KEY SHARE and for link refreshes, whose commits the check
+//     then sees; pushes that come later find the row gone.
 //   - CreateRepository(With): INSERT; the unique indexes decide a race for
 //     a name (23505: ErrExists). UpdateRepository: FOR NO KEY UPDATE, so
 //     concurrent updates queue and none is lost, while pushes go on.
@@ -192,7 +206,10 @@
 // for as long as fn leads; the lock dies with the connection, which Leader
 // watches by reading from it (a terminated session is seen at once) and
 // pinging it every LeaderCheck. Both need a direct connection or a
-// session-mode pooler.
+// session-mode pooler. A counter is a sequence (coffer_counter_<name> in
+// the store's schema, created on first use): Tick is nextval, Count reads
+// last_value; both are outside transactions, so a Tick is seen by every
+// session's next Count and ticks never wait for each other.
 //
 // # Tests
 //

@@ -192,3 +192,106 @@ func (s *Store) BlobRepositories(ctx context.Context, domain, digest string, lim
 	}
 	return out, nil
 }
+
+// linkUnreferenced is the condition, on a repo_blobs row l, that no
+// manifest of its repository references the digest (manifest_refs_ref).
+const linkUnreferenced = `NOT EXISTS (SELECT 1 FROM manifest_refs f WHERE f.repo_id = l.repo_id AND f.ref_digest = l.digest)`
+
+const linkColumns = `l.repo_id, r.name, r.domain, l.digest, COALESCE(b.size, 0), l.linked_at
+	FROM repo_blobs l JOIN repositories r ON r.id = l.repo_id
+	LEFT JOIN blobs b ON b.domain = r.domain AND b.digest = l.digest`
+
+func scanLink(sc scanner) (metadata.Link, error) {
+	var (
+		l      metadata.Link
+		linked int64
+	)
+	if err := sc.Scan(&l.RepoID, &l.Repository, &l.Domain, &l.Digest, &l.Size, &linked); err != nil {
+		return metadata.Link{}, err
+	}
+	l.LinkedAt = fromMicros(linked)
+	return l, nil
+}
+
+// UnreferencedLinks implements metadata.Store.
+func (s *Store) UnreferencedLinks(ctx context.Context, before time.Time, afterRepo, afterDigest string, limit int) ([]metadata.Link, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+linkColumns+`
+		WHERE (l.repo_id, l.digest) > ($1, $2) AND l.linked_at < $3 AND `+linkUnreferenced+`
+		ORDER BY l.repo_id, l.digest LIMIT $4`, afterRepo, afterDigest, micros(before), pgLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("unreferenced links: %w", err)
+	}
+	defer rows.Close()
+	var out []metadata.Link
+	for rows.Next() {
+		l, err := scanLink(rows)
+		if err != nil {
+			return nil, fmt.Errorf("unreferenced links: %w", err)
+		}
+		out = append(out, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("unreferenced links: %w", err)
+	}
+	return out, nil
+}
+
+// UnlinkBlobIfUnreferenced implements metadata.Store. The link row is
+// locked FOR UPDATE first: a PutManifest that checked the link holds it FOR
+// KEY SHARE until it commits, and a link refresh or a manifest deletion
+// (touchLinks) holds it FOR NO KEY UPDATE, so the lock waits for those in
+// flight and the check that follows (a fresh snapshot under READ
+// COMMITTED) sees their references and their linked_at; a PutManifest that
+// comes later waits for this transaction and then finds the link gone
+// (ErrBlobUnknown).
+func (s *Store) UnlinkBlobIfUnreferenced(ctx context.Context, repoID, digest string, before time.Time) (metadata.Link, bool, error) {
+	var (
+		l       metadata.Link
+		deleted bool
+	)
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		l, deleted = metadata.Link{}, false
+		var one int
+		err := tx.QueryRow(ctx, `SELECT 1 FROM repo_blobs WHERE repo_id = $1 AND digest = $2 FOR UPDATE`, repoID, digest).Scan(&one)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		l, err = scanLink(tx.QueryRow(ctx, `SELECT `+linkColumns+`
+			WHERE l.repo_id = $1 AND l.digest = $2 AND l.linked_at < $3 AND `+linkUnreferenced, repoID, digest, micros(before)))
+		if errors.Is(err, pgx.ErrNoRows) {
+			l = metadata.Link{}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM repo_blobs WHERE repo_id = $1 AND digest = $2`, repoID, digest); err != nil {
+			return err
+		}
+		deleted = true
+		return nil
+	})
+	if err != nil {
+		return metadata.Link{}, false, fmt.Errorf("unlink unreferenced blob %s from %s: %w", digest, repoID, err)
+	}
+	return l, deleted, nil
+}
+
+// touchLinks sets linked_at of the repository's links to the blobs the
+// manifest references to now, before the manifest is deleted: the grace
+// period of GC's unlinking counts from the moment a link lost a
+// referencing manifest (metadata.Store.UnreferencedLinks). The rows are
+// locked in digest order, so two deletions of images sharing layers do
+// not deadlock.
+func touchLinks(ctx context.Context, tx pgx.Tx, repoID, manifestDigest string) error {
+	_, err := tx.Exec(ctx, `UPDATE repo_blobs l SET linked_at = $4
+		FROM (SELECT digest FROM repo_blobs WHERE repo_id = $1 AND digest IN
+			(SELECT ref_digest FROM manifest_refs WHERE repo_id = $1 AND manifest_digest = $2 AND kind = $3)
+			ORDER BY digest FOR NO KEY UPDATE) t
+		WHERE l.repo_id = $1 AND l.digest = t.digest`,
+		repoID, manifestDigest, int(metadata.RefBlob), nowMicros())
+	return err
+}

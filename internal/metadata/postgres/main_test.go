@@ -5,21 +5,16 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
-	"os/exec"
-	"os/user"
-	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/cofferhq/coffer/internal/testbackend"
 )
 
 // The tests need a PostgreSQL server. COFFER_TEST_POSTGRES_DSN names one
@@ -54,8 +49,8 @@ func testMain(m *testing.M) int {
 			startupErr = err
 			return m.Run() // every test that needs the server fails with the reason
 		}
-		defer srv.stop()
-		adminDSN = srv.dsn
+		defer srv.Stop()
+		adminDSN = srv.DSN
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -100,157 +95,24 @@ func testMain(m *testing.M) int {
 	return m.Run()
 }
 
-// server is the throwaway PostgreSQL of one test run.
-type server struct {
-	dir  string // temporary directory: data/, log, socket
-	data string
-	dsn  string
-}
+// The throwaway server comes from internal/testbackend, shared with the
+// end-to-end tests and the benchmark.
+const (
+	debianBins = testbackend.DebianPostgresBins
+	serverHint = "or point " + dsnEnv + " at a server"
+)
 
-// debianBins is where Debian's postgresql packages put the server binaries.
-const debianBins = "/usr/lib/postgresql/*/bin"
-
-// pgBinDir finds the directory holding initdb and pg_ctl: one matching
-// pattern (newest version first), then $PATH through lookPath.
+// pgBinDir finds the directory holding initdb and pg_ctl.
 func pgBinDir(pattern string, lookPath func(string) (string, error)) (string, error) {
-	dirs, _ := filepath.Glob(pattern)
-	slices.SortFunc(dirs, func(a, b string) int {
-		va, _ := strconv.Atoi(filepath.Base(filepath.Dir(a)))
-		vb, _ := strconv.Atoi(filepath.Base(filepath.Dir(b)))
-		return vb - va
-	})
-	for _, d := range dirs {
-		if isExecutable(filepath.Join(d, "initdb")) && isExecutable(filepath.Join(d, "pg_ctl")) {
-			return d, nil
-		}
-	}
-	if p, err := lookPath("initdb"); err == nil {
-		d := filepath.Dir(p)
-		if isExecutable(filepath.Join(d, "pg_ctl")) {
-			return d, nil
-		}
-	}
-	return "", fmt.Errorf("PostgreSQL server binaries (initdb, pg_ctl) not found in %s or $PATH: "+
-		"install them (Debian/Ubuntu: apt-get install postgresql) or point %s at a server", pattern, dsnEnv)
-}
-
-func isExecutable(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
+	return testbackend.PostgresBinDir(pattern, lookPath, serverHint)
 }
 
 // startServer initdbs and starts a server on a free loopback port.
-func startServer() (*server, error) {
-	bin, err := pgBinDir(debianBins, exec.LookPath)
-	if err != nil {
-		return nil, err
-	}
-	// As root, PostgreSQL refuses to run: run it as the postgres user, which
-	// must own the directory.
-	var asUser []string
-	var uid, gid = -1, -1
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			return nil, fmt.Errorf("running as root needs a postgres OS user to run the server (apt-get install postgresql creates it): %w", err)
-		}
-		uid, _ = strconv.Atoi(u.Uid)
-		gid, _ = strconv.Atoi(u.Gid)
-		runuser, err := exec.LookPath("runuser")
-		if err != nil {
-			return nil, fmt.Errorf("running as root needs runuser (util-linux) to start PostgreSQL as postgres: %w", err)
-		}
-		asUser = []string{runuser, "-u", "postgres", "--"}
-	}
-	dir, err := os.MkdirTemp("", "coffer-pg-")
-	if err != nil {
-		return nil, err
-	}
-	if uid >= 0 {
-		if err := os.Chown(dir, uid, gid); err != nil {
-			os.RemoveAll(dir)
-			return nil, err
-		}
-	}
-	srv := &server{dir: dir, data: filepath.Join(dir, "data")}
-	run := func(name string, args ...string) error {
-		argv := append(slices.Clone(asUser), append([]string{filepath.Join(bin, name)}, args...)...)
-		cmd := exec.Command(argv[0], argv[1:]...)
-		cmd.Dir = dir
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("%s: %w\n%s", name, err, out)
-		}
-		return nil
-	}
-	if err := run("initdb", "-D", srv.data, "-U", "postgres", "-A", "trust", "-E", "UTF8",
-		"--locale=C.UTF-8", "--no-sync"); err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	// A free port can be taken between the probe and the server's bind:
-	// try a few.
-	for attempt := 0; ; attempt++ {
-		port, err := freePort()
-		if err != nil {
-			os.RemoveAll(dir)
-			return nil, err
-		}
-		opts := strings.Join([]string{
-			"-c listen_addresses=127.0.0.1",
-			"-p " + strconv.Itoa(port),
-			"-k " + dir, // Unix socket here, not in /var/run/postgresql
-			"-c max_connections=200",
-		}, " ")
-		err = run("pg_ctl", "-D", srv.data, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "-o", opts, "start")
-		if err == nil {
-			srv.dsn = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
-			return srv, nil
-		}
-		if attempt == 2 {
-			log, _ := os.ReadFile(filepath.Join(dir, "log"))
-			srv.stop()
-			return nil, fmt.Errorf("%w\nserver log:\n%s", err, log)
-		}
-	}
+func startServer() (*testbackend.Postgres, error) {
+	return testbackend.StartPostgres(testbackend.PostgresConfig{Hint: serverHint})
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// stop shuts the server down by the PID in postmaster.pid (SIGINT: fast
-// shutdown), waits for it to exit (SIGKILL after 20s), and removes its
-// directory.
-func (srv *server) stop() {
-	defer os.RemoveAll(srv.dir)
-	b, err := os.ReadFile(filepath.Join(srv.data, "postmaster.pid"))
-	if err != nil {
-		return // never started
-	}
-	first, _, _ := strings.Cut(string(b), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(first))
-	if err != nil || pid <= 1 {
-		return
-	}
-	if err := syscall.Kill(pid, syscall.SIGINT); err != nil {
-		return
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for syscall.Kill(pid, 0) == nil {
-		if time.Now().After(deadline) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-			time.Sleep(100 * time.Millisecond)
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+func freePort() (int, error) { return testbackend.FreePort() }
 
 func randomHex(n int) string {
 	b := make([]byte, n)

@@ -68,7 +68,8 @@ func collectManifests(rows pgx.Rows, capacity int) ([]metadata.Manifest, error) 
 // (same digest, same content: the first row stays), records its references
 // and moves the tag, all in one transaction; see metadata.PutManifest.
 //
-// Locks, in order: the repository row FOR KEY SHARE (no concurrent delete),
+// Locks, in order: the repository row FOR KEY SHARE (no concurrent delete;
+// FOR NO KEY UPDATE under p.Quota, so quota checks queue, quota.go),
 // each referenced link and blob row or child manifest FOR KEY SHARE (an
 // UnlinkBlob, DeleteManifest or DeleteImage of them waits for this push to
 // commit), the manifest row (inserted, or the existing one FOR KEY SHARE),
@@ -91,7 +92,7 @@ func (s *Store) PutManifest(ctx context.Context, p metadata.PutManifest) (metada
 	var res metadata.PutManifestResult
 	err = s.write(ctx, func(tx pgx.Tx) error {
 		res = metadata.PutManifestResult{}
-		if _, err := lockRepository(ctx, tx, m.RepoID); err != nil {
+		if _, err := lockRepositoryFor(ctx, tx, m.RepoID, p.Quota); err != nil {
 			return err
 		}
 		if err := checkRefs(ctx, tx, m.RepoID, p.Refs); err != nil {
@@ -103,6 +104,9 @@ func (s *Store) PutManifest(ctx context.Context, p metadata.PutManifest) (metada
 		}
 		res.Created = created
 		if created {
+			if err := checkQuota(ctx, tx, m.RepoID, p.Quota); err != nil {
+				return err
+			}
 			for _, ref := range p.Refs {
 				if _, err := tx.Exec(ctx, `INSERT INTO manifest_refs (repo_id, manifest_digest, ref_digest, kind)
 					VALUES ($1, $2, $3, $4) ON CONFLICT (repo_id, manifest_digest, ref_digest) DO NOTHING`,
@@ -297,15 +301,18 @@ func (s *Store) DeleteTag(ctx context.Context, repoID, tag string) error {
 
 // DeleteManifest removes a manifest, its references and every tag pointing
 // at it, and returns its object key: manifest objects are stored per
-// repository and digest, so once the row is gone nothing references it. One
-// statement; tags and references go by ON DELETE CASCADE, and the row lock
-// the DELETE takes waits for pushes that hold the row FOR KEY SHARE (a tag
-// being pointed at it, an index listing it) to commit first.
+// repository and digest, so once the row is gone nothing references it.
+// One transaction: the links of the blobs it references are touched
+// (touchLinks, for GC's grace period), then the row goes; tags and
+// references go by ON DELETE CASCADE, and the row lock the DELETE takes
+// waits for pushes that hold the row FOR KEY SHARE (a tag being pointed at
+// it, an index listing it) to commit first.
 func (s *Store) DeleteManifest(ctx context.Context, repoID, digest string) (string, error) {
 	var key string
-	err := retry(ctx, func() error {
-		return s.pool.QueryRow(ctx, `DELETE FROM manifests WHERE repo_id = $1 AND digest = $2 RETURNING object_key`,
-			repoID, digest).Scan(&key)
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		var err error
+		key, err = deleteManifestRow(ctx, tx, repoID, digest)
+		return err
 	})
 	if err != nil {
 		return "", fmt.Errorf("delete manifest %s in %s: %w", digest, repoID, notFound(err))

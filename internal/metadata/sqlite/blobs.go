@@ -50,6 +50,12 @@ func (s *Store) BlobLinked(ctx context.Context, repoID, digest string) (metadata
 // must re-encrypt it with CommitBlob). ErrRepositoryUnknown if the
 // repository is gone.
 func (s *Store) LinkBlob(ctx context.Context, repoID, domain, digest string) (metadata.Blob, error) {
+	return s.LinkBlobWithin(ctx, repoID, domain, digest, metadata.Quota{})
+}
+
+// LinkBlobWithin is LinkBlob refused with a *metadata.QuotaError when the
+// new link takes the repository over q's byte limit.
+func (s *Store) LinkBlobWithin(ctx context.Context, repoID, domain, digest string, q metadata.Quota) (metadata.Blob, error) {
 	var b metadata.Blob
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		repoDom, err := repoDomain(ctx, tx, repoID)
@@ -63,7 +69,7 @@ func (s *Store) LinkBlob(ctx context.Context, repoID, domain, digest string) (me
 		if err != nil {
 			return notFound(err)
 		}
-		return link(ctx, tx, repoID, digest)
+		return link(ctx, tx, repoID, digest, q)
 	})
 	if err != nil {
 		return metadata.Blob{}, fmt.Errorf("link blob %s/%s to %s: %w", domain, digest, repoID, err)
@@ -71,11 +77,30 @@ func (s *Store) LinkBlob(ctx context.Context, repoID, domain, digest string) (me
 	return b, nil
 }
 
-func link(ctx context.Context, tx *sql.Tx, repoID, digest string) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO repo_blobs (repo_id, digest, linked_at)
+// link links digest to the repository unless it is linked already; a new
+// link must keep the repository within q's byte limit (a blob adds no
+// image). An existing link gets its linked_at refreshed: a push that
+// uploads or mounts the blob again is about to reference it, so GC's grace
+// period for unreferenced links starts again (UnreferencedLinks).
+func link(ctx context.Context, tx *sql.Tx, repoID, digest string, q metadata.Quota) error {
+	now := nowMicros()
+	res, err := tx.ExecContext(ctx, `UPDATE repo_blobs SET linked_at = ? WHERE repo_id = ? AND digest = ?`, now, repoID, digest)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 1 {
+		return err
+	}
+	res, err = tx.ExecContext(ctx, `INSERT INTO repo_blobs (repo_id, digest, linked_at)
 		VALUES (?, ?, ?) ON CONFLICT (repo_id, digest) DO NOTHING`,
-		repoID, digest, nowMicros())
-	return err
+		repoID, digest, now)
+	if err != nil || q.MaxBytes <= 0 {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return err
+	}
+	return checkQuota(ctx, tx, repoID, metadata.Quota{MaxBytes: q.MaxBytes})
 }
 
 // UnlinkBlob removes a repository's link; ErrNotFound if not linked. It
@@ -99,6 +124,13 @@ func (s *Store) UnlinkBlob(ctx context.Context, repoID, digest string) error {
 // exists, and links the digest to the session's repository, in one
 // transaction. b.Domain must be the session's domain.
 func (s *Store) CommitUpload(ctx context.Context, uploadID string, b metadata.Blob) (metadata.Blob, bool, error) {
+	return s.CommitUploadWithin(ctx, uploadID, b, metadata.Quota{})
+}
+
+// CommitUploadWithin is CommitUpload refused with a *metadata.QuotaError,
+// the session left as it was, when the new link takes the repository over
+// q's byte limit.
+func (s *Store) CommitUploadWithin(ctx context.Context, uploadID string, b metadata.Blob, q metadata.Quota) (metadata.Blob, bool, error) {
 	var (
 		stored   metadata.Blob
 		inserted bool
@@ -116,7 +148,7 @@ func (s *Store) CommitUpload(ctx context.Context, uploadID string, b metadata.Bl
 		if _, err := tx.ExecContext(ctx, `DELETE FROM uploads WHERE id = ?`, uploadID); err != nil {
 			return err
 		}
-		stored, inserted, err = commitBlob(ctx, tx, repoID, b)
+		stored, inserted, err = commitBlob(ctx, tx, repoID, b, q)
 		return err
 	})
 	if err != nil {
@@ -129,6 +161,12 @@ func (s *Store) CommitUpload(ctx context.Context, uploadID string, b metadata.Bl
 // the repository; b.Domain must be the repository's domain.
 // ErrRepositoryUnknown if the repository is gone.
 func (s *Store) CommitBlob(ctx context.Context, repoID string, b metadata.Blob) (metadata.Blob, bool, error) {
+	return s.CommitBlobWithin(ctx, repoID, b, metadata.Quota{})
+}
+
+// CommitBlobWithin is CommitBlob refused with a *metadata.QuotaError when
+// the new link takes the repository over q's byte limit.
+func (s *Store) CommitBlobWithin(ctx context.Context, repoID string, b metadata.Blob, q metadata.Quota) (metadata.Blob, bool, error) {
 	var (
 		stored   metadata.Blob
 		inserted bool
@@ -141,7 +179,7 @@ func (s *Store) CommitBlob(ctx context.Context, repoID string, b metadata.Blob) 
 		if b.Domain != domain {
 			return fmt.Errorf("blob domain %q is not the repository's domain %q", b.Domain, domain)
 		}
-		stored, inserted, err = commitBlob(ctx, tx, repoID, b)
+		stored, inserted, err = commitBlob(ctx, tx, repoID, b, q)
 		return err
 	})
 	if err != nil {
@@ -150,7 +188,7 @@ func (s *Store) CommitBlob(ctx context.Context, repoID string, b metadata.Blob) 
 	return stored, inserted, nil
 }
 
-func commitBlob(ctx context.Context, tx *sql.Tx, repoID string, b metadata.Blob) (metadata.Blob, bool, error) {
+func commitBlob(ctx context.Context, tx *sql.Tx, repoID string, b metadata.Blob, q metadata.Quota) (metadata.Blob, bool, error) {
 	if b.Digest == "" || b.ObjectKey == "" {
 		return metadata.Blob{}, false, errors.New("blob digest and object key are required")
 	}
@@ -168,7 +206,7 @@ func commitBlob(ctx context.Context, tx *sql.Tx, repoID string, b metadata.Blob)
 	if err != nil {
 		return metadata.Blob{}, false, err
 	}
-	if err := link(ctx, tx, repoID, b.Digest); err != nil {
+	if err := link(ctx, tx, repoID, b.Digest, q); err != nil {
 		return metadata.Blob{}, false, err
 	}
 	return stored, n == 1, nil

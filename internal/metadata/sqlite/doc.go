@@ -53,7 +53,10 @@
 //	             tag_mutability, tag_exclusions JSON, scan_on_push, created_at)
 //	     │ ON DELETE CASCADE
 //	     ├── repo_blobs(repo_id, digest, linked_at)      PK(repo_id, digest)
-//	     │        └ names blobs(repository.domain, digest)
+//	     │        └ names blobs(repository.domain, digest); linked_at is
+//	     │          reset to now by every (re)link of the digest and by the
+//	     │          deletion of a manifest referencing it: GC's grace period
+//	     │          for links no manifest references counts from it
 //	     ├── uploads(id PK, repo_id, domain, size, parts JSON, hash_state,
 //	     │           started_at, updated_at)             INDEX(repo_id)
 //	     └── manifests(repo_id, digest, media_type, size, object_key,

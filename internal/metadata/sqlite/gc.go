@@ -180,3 +180,89 @@ func (s *Store) BlobRepositories(ctx context.Context, domain, digest string, lim
 	}
 	return out, nil
 }
+
+// linkUnreferenced is the condition, on a repo_blobs row l, that no
+// manifest of its repository references the digest (manifest_refs_ref).
+const linkUnreferenced = `NOT EXISTS (SELECT 1 FROM manifest_refs f WHERE f.repo_id = l.repo_id AND f.ref_digest = l.digest)`
+
+const linkColumns = `l.repo_id, r.name, r.domain, l.digest, COALESCE(b.size, 0), l.linked_at
+	FROM repo_blobs l JOIN repositories r ON r.id = l.repo_id
+	LEFT JOIN blobs b ON b.domain = r.domain AND b.digest = l.digest`
+
+func scanLink(sc scanner) (metadata.Link, error) {
+	var (
+		l      metadata.Link
+		linked int64
+	)
+	if err := sc.Scan(&l.RepoID, &l.Repository, &l.Domain, &l.Digest, &l.Size, &linked); err != nil {
+		return metadata.Link{}, err
+	}
+	l.LinkedAt = fromMicros(linked)
+	return l, nil
+}
+
+// UnreferencedLinks implements metadata.Store.
+func (s *Store) UnreferencedLinks(ctx context.Context, before time.Time, afterRepo, afterDigest string, limit int) ([]metadata.Link, error) {
+	rows, err := s.query(ctx, `SELECT `+linkColumns+`
+		WHERE (l.repo_id, l.digest) > (?, ?) AND l.linked_at < ? AND `+linkUnreferenced+`
+		ORDER BY l.repo_id, l.digest LIMIT ?`, afterRepo, afterDigest, micros(before), sqlLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("unreferenced links: %w", err)
+	}
+	defer rows.Close()
+	var out []metadata.Link
+	for rows.Next() {
+		l, err := scanLink(rows)
+		if err != nil {
+			return nil, fmt.Errorf("unreferenced links: %w", err)
+		}
+		out = append(out, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("unreferenced links: %w", err)
+	}
+	return out, nil
+}
+
+// UnlinkBlobIfUnreferenced implements metadata.Store. The one writer
+// connection serializes it with every PutManifest, link and manifest
+// deletion.
+func (s *Store) UnlinkBlobIfUnreferenced(ctx context.Context, repoID, digest string, before time.Time) (metadata.Link, bool, error) {
+	var (
+		l       metadata.Link
+		deleted bool
+	)
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		l, deleted = metadata.Link{}, false
+		var err error
+		l, err = scanLink(tx.QueryRowContext(ctx, `SELECT `+linkColumns+`
+			WHERE l.repo_id = ? AND l.digest = ? AND l.linked_at < ? AND `+linkUnreferenced, repoID, digest, micros(before)))
+		if errors.Is(err, sql.ErrNoRows) {
+			l = metadata.Link{}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM repo_blobs WHERE repo_id = ? AND digest = ?`, repoID, digest); err != nil {
+			return err
+		}
+		deleted = true
+		return nil
+	})
+	if err != nil {
+		return metadata.Link{}, false, fmt.Errorf("unlink unreferenced blob %s from %s: %w", digest, repoID, err)
+	}
+	return l, deleted, nil
+}
+
+// touchLinks sets linked_at of the repository's links to the blobs the
+// manifest references to now, before the manifest is deleted: the grace
+// period of GC's unlinking counts from the moment a link lost a
+// referencing manifest (metadata.Store.UnreferencedLinks).
+func touchLinks(ctx context.Context, tx *sql.Tx, repoID, manifestDigest string) error {
+	_, err := tx.ExecContext(ctx, `UPDATE repo_blobs SET linked_at = ? WHERE repo_id = ? AND digest IN
+		(SELECT ref_digest FROM manifest_refs WHERE repo_id = ? AND manifest_digest = ? AND kind = ?)`,
+		nowMicros(), repoID, repoID, manifestDigest, int(metadata.RefBlob))
+	return err
+}

@@ -268,8 +268,12 @@ func manifestReferenced(ctx context.Context, tx *sql.Tx, repoID, digest string) 
 }
 
 // deleteManifestRow deletes a manifest (its tags and references go by ON
-// DELETE CASCADE) and returns its object key.
+// DELETE CASCADE; its blob links are touched first, see touchLinks) and
+// returns its object key.
 func deleteManifestRow(ctx context.Context, tx *sql.Tx, repoID, digest string) (string, error) {
+	if err := touchLinks(ctx, tx, repoID, digest); err != nil {
+		return "", err
+	}
 	var key string
 	err := tx.QueryRowContext(ctx, `DELETE FROM manifests WHERE repo_id = ? AND digest = ? RETURNING object_key`,
 		repoID, digest).Scan(&key)

@@ -76,6 +76,9 @@ func (s *Store) PutManifest(ctx context.Context, p metadata.PutManifest) (metada
 		}
 		res.Created = n == 1
 		if res.Created {
+			if err := checkQuota(ctx, tx, m.RepoID, p.Quota); err != nil {
+				return err
+			}
 			for _, ref := range p.Refs {
 				if _, err := tx.ExecContext(ctx, `INSERT INTO manifest_refs (repo_id, manifest_digest, ref_digest, kind)
 					VALUES (?, ?, ?, ?) ON CONFLICT (repo_id, manifest_digest, ref_digest) DO NOTHING`,
@@ -226,6 +229,9 @@ func (s *Store) DeleteManifest(ctx context.Context, repoID, digest string) (stri
 			repoID, digest).Scan(&key)
 		if err != nil {
 			return notFound(err)
+		}
+		if err := touchLinks(ctx, tx, repoID, digest); err != nil {
+			return err
 		}
 		// Tags and manifest_refs rows go by ON DELETE CASCADE.
 		_, err = tx.ExecContext(ctx, `DELETE FROM manifests WHERE repo_id = ? AND digest = ?`, repoID, digest)
