@@ -46,8 +46,13 @@ type Config struct {
 	// DescribeKey and CreateGrant, DeleteRepository's RetireGrant); without
 	// it the KMS encryption types are refused.
 	KMS kms.Client
-	Log *slog.Logger
-	Now func() time.Time
+	// DownloadBase returns the scheme and host that GetDownloadUrlForLayer
+	// URLs name for a request: an endpoint serving presigned layer
+	// downloads (the s3 service) in the caller's network. Nil: the
+	// request's own scheme and Host.
+	DownloadBase func(r *http.Request) (scheme, host string)
+	Log          *slog.Logger
+	Now          func() time.Time
 }
 
 // Handler serves the ECR API.

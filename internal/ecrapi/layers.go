@@ -404,10 +404,13 @@ func (h *Handler) layerURL(r *http.Request, repo metadata.Repository, d registry
 	if err != nil {
 		return "", err
 	}
-	scheme := "http"
+	scheme, host := "http", r.Host
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	u := url.URL{Scheme: scheme, Host: r.Host, Path: LayerDownloadPath + repo.Name + "/" + string(d), RawQuery: q.Encode()}
+	if h.cfg.DownloadBase != nil {
+		scheme, host = h.cfg.DownloadBase(r)
+	}
+	u := url.URL{Scheme: scheme, Host: host, Path: LayerDownloadPath + repo.Name + "/" + string(d), RawQuery: q.Encode()}
 	return u.String(), nil
 }

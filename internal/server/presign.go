@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 
@@ -52,3 +53,42 @@ var layerDownloadMount = strings.TrimSuffix(ecrapi.LayerDownloadPath, "/")
 
 // s3Service: presigned layer downloads are the s3 service (SPEC STO-03).
 func s3Service(*http.Request) string { return endpoint.ServiceS3 }
+
+// downloadBase picks where GetDownloadUrlForLayer URLs point (#7, the s3
+// service): the endpoint the call came through when it serves presigned
+// downloads (the public listener serves everything), otherwise an endpoint
+// of the same VPC that does, by its first DNS name and port. Without one,
+// the URL names the caller's endpoint, which refuses the download: the
+// network has no path to the layers, as on AWS without an S3 gateway
+// endpoint.
+func downloadBase(eps []*endpoint.Endpoint) func(r *http.Request) (scheme, host string) {
+	return func(r *http.Request) (string, string) {
+		scheme, host := "http", r.Host
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		ep := endpoint.For(r.Context())
+		if ep == nil || ep.Serves(endpoint.ServiceS3) {
+			return scheme, host
+		}
+		for _, o := range eps {
+			if o.Public || o.VPCID != ep.VPCID || !o.Serves(endpoint.ServiceS3) || len(o.Listen) == 0 {
+				continue
+			}
+			_, port, err := net.SplitHostPort(o.Listen[0])
+			if err != nil {
+				continue
+			}
+			for _, n := range o.DNSNames {
+				if !strings.HasPrefix(n, "*.") {
+					s := "https"
+					if o.Insecure {
+						s = "http"
+					}
+					return s, net.JoinHostPort(n, port)
+				}
+			}
+		}
+		return scheme, host
+	}
+}

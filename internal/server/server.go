@@ -260,7 +260,8 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 	if err != nil {
 		return nil, err
 	}
-	ecrH, err := ecrapi.New(ecrapi.Config{Registry: reg, Authz: decider, Tokens: tokens, Presign: presigner, KMS: kmsSvc, Log: log})
+	ecrH, err := ecrapi.New(ecrapi.Config{Registry: reg, Authz: decider, Tokens: tokens, Presign: presigner, KMS: kmsSvc,
+		DownloadBase: downloadBase(eps), Log: log})
 	if err != nil {
 		return nil, err
 	}
