@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,11 +30,14 @@ import (
 // holds their records (recovery re-indexes them, idempotently by eventID).
 //
 //	events(id, t, event_id UNIQUE, record)       t = eventTime, Unix seconds
-//	attrs(k, v, t, id) PRIMARY KEY (k, v, t, id) one row per lookup attribute value
+//	attrs(k, h, t, id) PRIMARY KEY (k, h, t, id) one row per lookup attribute value
 //
+// h is the attribute value's hash (attrHash): rows of a few integers keep
+// the B-tree small and cheap to insert into, where ARNs as keys were not.
 // A filtered page is one descending range scan of attrs' primary key
-// (attribute, value, time), joined to events by id; an unfiltered page
-// scans events by time.
+// (attribute, hash, time), joined to events by id, keeping the records that
+// do hold the value (a hash collision only costs a skipped row); an
+// unfiltered page scans events by time.
 //
 // Cost. Indexing is the largest share of what the trail costs a request,
 // so it is done in bulk, off the request path: records are queued when
@@ -181,12 +186,25 @@ func openIndex(path string, log *slog.Logger) (*index, error) {
 	w.SetConnMaxLifetime(0)
 	x := &index{w: w, log: log, delay: indexDelay, changed: make(chan struct{}), done: make(chan struct{})}
 	ctx := context.Background()
-	for _, q := range []string{
+	// An index of the first layout (attribute values as text) is dropped
+	// and rebuilt from the log files.
+	var oldLayout int
+	if err := w.QueryRowContext(ctx, `SELECT COUNT(*) FROM pragma_table_info('attrs') WHERE name = 'v'`).Scan(&oldLayout); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("index: %w", err)
+	}
+	var stmts []string
+	if oldLayout > 0 {
+		log.Info("audit: the LookupEvents index has an older layout; rebuilding it")
+		stmts = append(stmts, `DROP TABLE attrs`, `DROP TABLE events`, `DROP TABLE IF EXISTS meta`)
+	}
+	stmts = append(stmts,
 		`CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY, t INTEGER NOT NULL, event_id TEXT NOT NULL UNIQUE, record BLOB NOT NULL)`,
 		`CREATE INDEX IF NOT EXISTS events_t ON events(t)`,
-		`CREATE TABLE IF NOT EXISTS attrs(k INTEGER NOT NULL, v TEXT NOT NULL, t INTEGER NOT NULL, id INTEGER NOT NULL, PRIMARY KEY(k, v, t, id)) WITHOUT ROWID`,
+		`CREATE TABLE IF NOT EXISTS attrs(k INTEGER NOT NULL, h INTEGER NOT NULL, t INTEGER NOT NULL, id INTEGER NOT NULL, PRIMARY KEY(k, h, t, id)) WITHOUT ROWID`,
 		`CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL)`,
-	} {
+	)
+	for _, q := range stmts {
 		if _, err := w.ExecContext(ctx, q); err != nil {
 			w.Close()
 			return nil, fmt.Errorf("index: %w", err)
@@ -296,7 +314,7 @@ func (x *index) insert(es []entry) error {
 		return err
 	}
 	defer ev.Close()
-	at, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO attrs(k, v, t, id) VALUES(?, ?, ?, ?)`)
+	at, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO attrs(k, h, t, id) VALUES(?, ?, ?, ?)`)
 	if err != nil {
 		return err
 	}
@@ -314,7 +332,7 @@ func (x *index) insert(es []entry) error {
 			return err
 		}
 		for _, a := range e.meta.attrs {
-			if _, err := at.ExecContext(ctx, attrCodes[a[0]], a[1], e.meta.t, id); err != nil {
+			if _, err := at.ExecContext(ctx, attrCodes[a[0]], attrHash(a[1]), e.meta.t, id); err != nil {
 				return err
 			}
 		}
@@ -425,7 +443,7 @@ func (x *index) insertFresh(es []entry) error {
 		if x.eventsStmt, err = x.w.PrepareContext(ctx, multiInsert(`INSERT OR IGNORE INTO events(id, t, event_id, record) VALUES`, 4, eventsPerInsert)); err != nil {
 			return err
 		}
-		if x.attrsStmt, err = x.w.PrepareContext(ctx, multiInsert(`INSERT OR IGNORE INTO attrs(k, v, t, id) VALUES`, 4, attrsPerInsert)); err != nil {
+		if x.attrsStmt, err = x.w.PrepareContext(ctx, multiInsert(`INSERT OR IGNORE INTO attrs(k, h, t, id) VALUES`, 4, attrsPerInsert)); err != nil {
 			return err
 		}
 	}
@@ -462,7 +480,7 @@ func (x *index) insertFresh(es []entry) error {
 		return err
 	}
 	flushAttrs := func() error {
-		err := flush(x.attrsStmt, atArgs, `INSERT OR IGNORE INTO attrs(k, v, t, id) VALUES(?, ?, ?, ?)`, attrsPerInsert)
+		err := flush(x.attrsStmt, atArgs, `INSERT OR IGNORE INTO attrs(k, h, t, id) VALUES(?, ?, ?, ?)`, attrsPerInsert)
 		atArgs = atArgs[:0]
 		return err
 	}
@@ -474,7 +492,7 @@ func (x *index) insertFresh(es []entry) error {
 			}
 		}
 		for _, a := range e.meta.attrs {
-			atArgs = append(atArgs, attrCodes[a[0]], a[1], e.meta.t, id)
+			atArgs = append(atArgs, attrCodes[a[0]], attrHash(a[1]), e.meta.t, id)
 			if len(atArgs) == cap(atArgs) {
 				if err := flushAttrs(); err != nil {
 					return err
@@ -601,20 +619,39 @@ func (x *index) query(ctx context.Context, q indexQuery) ([]indexRow, error) {
 			upT, upID = q.beforeT, q.beforeID
 		}
 	}
-	var rows *sql.Rows
-	var err error
 	switch {
 	case q.key == "":
-		rows, err = x.r.QueryContext(ctx, `SELECT id, t, record FROM events
+		return x.rows(ctx, `SELECT id, t, record FROM events
 			WHERE t >= ? AND (t, id) < (?, ?) ORDER BY t DESC, id DESC LIMIT ?`, q.start, upT, upID, q.limit)
 	case q.key == AttrEventID:
-		rows, err = x.r.QueryContext(ctx, `SELECT id, t, record FROM events
+		return x.rows(ctx, `SELECT id, t, record FROM events
 			WHERE event_id = ? AND t >= ? AND (t, id) < (?, ?) LIMIT ?`, q.value, q.start, upT, upID, q.limit)
-	default:
-		rows, err = x.r.QueryContext(ctx, `SELECT e.id, e.t, e.record FROM attrs a JOIN events e ON e.id = a.id
-			WHERE a.k = ? AND a.v = ? AND a.t >= ? AND (a.t, a.id) < (?, ?)
-			ORDER BY a.t DESC, a.id DESC LIMIT ?`, attrCodes[q.key], q.value, q.start, upT, upID, q.limit)
 	}
+	// By the value's hash, keeping the records that hold the value; a
+	// collision skips a row, so read on until the page is full.
+	var out []indexRow
+	for {
+		rows, err := x.rows(ctx, `SELECT e.id, e.t, e.record FROM attrs a JOIN events e ON e.id = a.id
+			WHERE a.k = ? AND a.h = ? AND a.t >= ? AND (a.t, a.id) < (?, ?)
+			ORDER BY a.t DESC, a.id DESC LIMIT ?`, attrCodes[q.key], attrHash(q.value), q.start, upT, upID, q.limit)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			if holds(r.record, q.key, q.value) {
+				out = append(out, r)
+			}
+		}
+		if len(rows) < q.limit || len(out) >= q.limit {
+			return out[:min(len(out), q.limit)], nil
+		}
+		last := rows[len(rows)-1]
+		upT, upID = last.t, last.id
+	}
+}
+
+func (x *index) rows(ctx context.Context, query string, args ...any) ([]indexRow, error) {
+	rows, err := x.r.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -628,4 +665,26 @@ func (x *index) query(ctx context.Context, q indexQuery) ([]indexRow, error) {
 		out = append(out, r)
 	}
 	return out, rows.Err()
+}
+
+// attrHash is the key of an attribute value in attrs: the first 8 bytes
+// of its SHA-256, so that nobody can choose a value colliding with
+// another's (a collision would only cost lookups a skipped row).
+func attrHash(v string) int64 {
+	sum := sha256.Sum256([]byte(v))
+	return int64(binary.BigEndian.Uint64(sum[:8]))
+}
+
+// holds reports whether the record has the lookup attribute key = value.
+func holds(record []byte, key, value string) bool {
+	m, err := metaOfJSON(record)
+	if err != nil {
+		return false
+	}
+	for _, a := range m.attrs {
+		if a[0] == key && a[1] == value {
+			return true
+		}
+	}
+	return false
 }

@@ -2,8 +2,10 @@ package audit
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -130,5 +132,73 @@ func TestLookupErrors(t *testing.T) {
 		if !errors.As(err, &le) || le.Code != c.code {
 			t.Errorf("%s: %v, want %s", c.name, err, c.code)
 		}
+	}
+}
+
+// TestLookupSkipsHashCollisions: attrs rows are keyed by the value's hash;
+// a row whose record does not hold the value (as a collision would give)
+// is skipped, and pages still fill up.
+func TestLookupSkipsHashCollisions(t *testing.T) {
+	t.Parallel()
+	s := seededStore(t, 200)
+	s.idx.waitFor(s.committed.Load(), 10*time.Second)
+	// Every record also claims, by hash, to be a PutImage event.
+	if _, err := s.idx.w.Exec(`INSERT OR IGNORE INTO attrs(k, h, t, id) SELECT ?, ?, t, id FROM events`,
+		attrCodes[AttrEventName], attrHash("PutImage")); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	in := LookupInput{AttributeKey: AttrEventName, AttributeValue: "PutImage", MaxResults: 7}
+	for {
+		out, err := s.Lookup(context.Background(), in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range out.Events {
+			if e.EventName != "PutImage" {
+				t.Fatalf("lookup of PutImage returned %s", e.EventName)
+			}
+		}
+		n += len(out.Events)
+		if out.NextToken == "" {
+			break
+		}
+		if len(out.Events) != 7 {
+			t.Fatalf("a page of %d events before the last, want 7", len(out.Events))
+		}
+		in.NextToken = out.NextToken
+	}
+	if n != 50 {
+		t.Fatalf("%d PutImage events, want 50", n)
+	}
+}
+
+// TestIndexOfOldLayoutRebuilt: an index whose attrs hold values as text
+// (the first layout) is dropped and rebuilt from the log files.
+func TestIndexOfOldLayoutRebuilt(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := newTestStore(t, dir, func(c *Config) { c.FileMaxEvents = 5 })
+	for i := range 40 {
+		if err := s.Record(context.Background(), testInfo(i), Outcome{Status: 200}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	db, err := sql.Open("sqlite", filepath.Join(dir, stateDir, "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{`DROP TABLE attrs`, `CREATE TABLE attrs(k INTEGER NOT NULL, v TEXT NOT NULL, t INTEGER NOT NULL, id INTEGER NOT NULL, PRIMARY KEY(k, v, t, id)) WITHOUT ROWID`} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	s = newTestStore(t, dir, nil)
+	defer s.Close()
+	out, err := s.Lookup(context.Background(), LookupInput{AttributeKey: AttrEventName, AttributeValue: "PutImage"})
+	if err != nil || len(out.Events) != 10 {
+		t.Fatalf("Lookup after the rebuild = %d events, %v; want 10", len(out.Events), err)
 	}
 }

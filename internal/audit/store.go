@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 
 	"github.com/cofferhq/coffer/internal/auth"
 )
@@ -269,7 +268,7 @@ func (s *Store) Append(ctx context.Context, ev *Event) error {
 		ev.RecipientAccountID = s.cfg.AccountID
 	}
 	if ev.EventID == "" {
-		ev.EventID = uuid.NewString()
+		ev.EventID = newEventID()
 	}
 	data, err := json.Marshal(ev)
 	if err != nil {
