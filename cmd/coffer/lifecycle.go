@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -23,7 +24,9 @@ import (
 const lifecycleAbout = `Lifecycle applies the repositories' lifecycle policies (PutLifecyclePolicy)
 now: every image a policy expires is deleted with its tags, as
 BatchDeleteImage would. It opens the metadata database and the blob store
-directly (not the server's audit trail), so it runs beside a live server.
+directly, so it runs beside a live server; each expiry's audit event
+(PolicyExecutionEvent) goes to the trail's spool, which the server appends
+to the trail within a second (or at its next start).
 
   coffer lifecycle run [--dry-run] [--repository NAME]
       --dry-run prints what would expire and deletes nothing.
@@ -86,7 +89,17 @@ func runLifecycle(e *env, fset *flag.FlagSet, args []string) int {
 		return 1
 	}
 	defer ds.store.Close()
-	run := runner.New(runner.Config{Store: ds.store, Driver: ds.driver})
+	rcfg := runner.Config{Store: ds.store, Driver: ds.driver}
+	var unaudited *atomic.Int64
+	if !*dry {
+		// Every expiry is an audit event (PolicyExecutionEvent): spooled
+		// for the server, which owns the trail, to append.
+		if rcfg.OnExpire, unaudited, err = server.SpoolExpiries(ctx, cfg, ds.store, slog.New(slog.NewTextHandler(e.stderr, nil))); err != nil {
+			fmt.Fprintf(e.stderr, "coffer lifecycle run: %v\n", err)
+			return 1
+		}
+	}
+	run := runner.New(rcfg)
 	var reps []runner.Report
 	if *only != "" {
 		repo, err := ds.store.GetRepository(ctx, *only)
@@ -131,6 +144,10 @@ func runLifecycle(e *env, fset *flag.FlagSet, args []string) int {
 		}
 	}
 	fmt.Fprintf(e.stdout, "%d images %s in %d repositories with a lifecycle policy\n", total, verb, len(reps))
+	if unaudited != nil && unaudited.Load() > 0 {
+		failed = true
+		fmt.Fprintf(e.stderr, "coffer lifecycle run: %d expiries could not be recorded for the audit trail\n", unaudited.Load())
+	}
 	if failed {
 		return 1
 	}

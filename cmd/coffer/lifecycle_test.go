@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/lifecycle"
 	"github.com/cofferhq/coffer/internal/metadata"
 	"github.com/cofferhq/coffer/internal/metadata/sqlite"
@@ -25,6 +27,9 @@ func lifecycleData(t *testing.T) string {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	if _, err := s.PutSettingIfAbsent(ctx, "account_id", "111122223333"); err != nil { // as the server's first start
+		t.Fatal(err)
+	}
 	repo := metadata.Repository{ID: "11111111-2222-3333-4444-555555555555", Name: "app", Domain: "aes256",
 		EncryptionType: metadata.EncryptionAES256, TagMutability: metadata.TagMutable, CreatedAt: time.Now()}
 	if err := s.CreateRepository(ctx, repo); err != nil {
@@ -62,6 +67,17 @@ func TestLifecycleRunCommand(t *testing.T) {
 	r = runCoffer(nil, "lifecycle", "run", "--data", data)
 	if r.code != 0 || !strings.Contains(r.stdout, "2 images expired") {
 		t.Fatalf("run = %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// Each expiry waits in the trail's spool for the server to append it.
+	spooled, _ := filepath.Glob(filepath.Join(audit.SpoolDir(audit.Dir(data)), "*.event.json"))
+	if len(spooled) != 2 {
+		t.Fatalf("%d expiry events spooled, want 2", len(spooled))
+	}
+	for _, p := range spooled {
+		b, _ := os.ReadFile(p)
+		if !strings.Contains(string(b), `"eventName":"PolicyExecutionEvent"`) || !strings.Contains(string(b), "repository/app") {
+			t.Fatalf("spooled event %s", b)
+		}
 	}
 	r = runCoffer(nil, "lifecycle", "run", "--data", data, "--repository", "app")
 	if r.code != 0 || !strings.Contains(r.stdout, "0 images expired") {

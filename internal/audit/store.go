@@ -226,6 +226,8 @@ func NewStore(cfg Config) (*Store, error) {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.retentionLoop() }()
 	}
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.spoolLoop() }()
 	ok = true
 	return s, nil
 }

@@ -2,8 +2,10 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/audit"
@@ -79,19 +81,48 @@ func serviceKMSEvents(trail *audit.Store, log *slog.Logger) func(context.Context
 // AwsServiceEvent made by the ECR service.
 func lifecycleExpiries(trail *audit.Store, reg *registry.Registry, accountID string, log *slog.Logger) func(context.Context, metadata.Repository, runner.Candidate) {
 	return func(ctx context.Context, repo metadata.Repository, c runner.Candidate) {
-		info := &auth.Info{
-			Time:      time.Now().UTC(),
-			Principal: auth.Principal{Type: "AWSService", PrincipalID: "ecr.amazonaws.com", AccountID: accountID},
-			Action:    "ecr:PolicyExecutionEvent", EventName: "PolicyExecutionEvent", EventType: "AwsServiceEvent",
-			InvokedBy: "ecr.amazonaws.com",
-			Resources: []string{reg.RepositoryARN(repo.Name)},
-			ServiceEventDetails: map[string]any{
-				"repositoryName": repo.Name, "imageDigest": c.Image.Digest, "imageTags": c.Image.Tags,
-				"rulePriority": c.RulePriority, "actionType": "EXPIRE",
-			},
-		}
+		info := expiryInfo(accountID, reg.RepositoryARN(repo.Name), repo, c)
 		if err := trail.Record(ctx, info, audit.Outcome{Status: 200}); err != nil {
 			log.ErrorContext(ctx, "audit record of a lifecycle expiry failed", "repository", repo.Name, "digest", c.Image.Digest, "error", err)
 		}
 	}
+}
+
+// expiryInfo is the PolicyExecutionEvent of one image a lifecycle policy
+// expired, made by the ECR service.
+func expiryInfo(accountID, repoARN string, repo metadata.Repository, c runner.Candidate) *auth.Info {
+	return &auth.Info{
+		Time:      time.Now().UTC(),
+		Principal: auth.Principal{Type: "AWSService", PrincipalID: "ecr.amazonaws.com", AccountID: accountID},
+		Action:    "ecr:PolicyExecutionEvent", EventName: "PolicyExecutionEvent", EventType: "AwsServiceEvent",
+		InvokedBy: "ecr.amazonaws.com",
+		Resources: []string{repoARN},
+		ServiceEventDetails: map[string]any{
+			"repositoryName": repo.Name, "imageDigest": c.Image.Digest, "imageTags": c.Image.Tags,
+			"rulePriority": c.RulePriority, "actionType": "EXPIRE",
+		},
+	}
+}
+
+// SpoolExpiries returns a lifecycle runner's OnExpire for an admin command
+// beside the server (`coffer lifecycle run`): each expiry's
+// PolicyExecutionEvent goes to the trail's spool, which the server (now,
+// or at its next start) appends to the trail. It needs the account ID the
+// deployment was created with. failed counts the events that could not be
+// spooled (the command reports them and fails).
+func SpoolExpiries(ctx context.Context, cfg config.Config, store metadata.Store, log *slog.Logger) (onExpire func(context.Context, metadata.Repository, runner.Candidate), failed *atomic.Int64, err error) {
+	accountID, err := store.GetSetting(ctx, settingAccountID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("account ID: %w", err)
+	}
+	dir := audit.Dir(cfg.DataDir)
+	failed = new(atomic.Int64)
+	return func(ctx context.Context, repo metadata.Repository, c runner.Candidate) {
+		arn := "arn:aws:ecr:" + cfg.Region + ":" + accountID + ":repository/" + repo.Name
+		ev := audit.NewEvent(expiryInfo(accountID, arn, repo, c), audit.Outcome{Status: 200}, cfg.Region, accountID, time.Now())
+		if err := audit.Spool(dir, ev); err != nil {
+			failed.Add(1)
+			log.ErrorContext(ctx, "audit record of a lifecycle expiry could not be spooled", "repository", repo.Name, "digest", c.Image.Digest, "error", err)
+		}
+	}, failed, nil
 }
