@@ -201,7 +201,11 @@ func (h *Handler) planLifecycle(ctx context.Context, repo metadata.Repository, p
 	for _, m := range page.Images {
 		imgs = append(imgs, lifecycle.Image{Digest: m.Digest, Tags: m.Tags, PushedAt: m.PushedAt, LastPulledAt: h.cfg.Registry.LastPull(m)})
 	}
-	return lifecycle.Evaluate(p, imgs, h.now()), nil
+	children, err := h.cfg.Registry.ManifestChildren(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	return lifecycle.KeepIndexChildren(lifecycle.Evaluate(p, imgs, h.now()), children), nil
 }
 
 func (h *Handler) startLifecyclePolicyPreview(r *http.Request, info *auth.Info, body []byte) (any, error) {

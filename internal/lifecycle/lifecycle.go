@@ -419,3 +419,45 @@ type Stored struct {
 	PolicyText      string    `json:"policyText"`
 	LastEvaluatedAt time.Time `json:"lastEvaluatedAt,omitzero"`
 }
+
+// KeepIndexChildren drops from exps the images that an index of the
+// repository references while that index itself does not expire
+// (children maps an index's digest to its children's): deleting them is
+// refused while the index holds them, so a run keeps them, and a preview
+// must not list them either. An image under a kept index stays even if
+// another index that references it expires. Order is kept.
+func KeepIndexChildren(exps []Expiry, children map[string][]string) []Expiry {
+	if len(children) == 0 {
+		return exps
+	}
+	expiring := make(map[string]bool, len(exps))
+	for _, e := range exps {
+		expiring[e.Image.Digest] = true
+	}
+	parents := map[string][]string{}
+	for p, cs := range children {
+		for _, c := range cs {
+			parents[c] = append(parents[c], p)
+		}
+	}
+	// A kept index keeps its children, which may be indexes themselves.
+	for changed := true; changed; {
+		changed = false
+		for d := range expiring {
+			for _, p := range parents[d] {
+				if !expiring[p] {
+					delete(expiring, d)
+					changed = true
+					break
+				}
+			}
+		}
+	}
+	out := exps[:0:0]
+	for _, e := range exps {
+		if expiring[e.Image.Digest] {
+			out = append(out, e)
+		}
+	}
+	return out
+}

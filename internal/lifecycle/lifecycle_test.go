@@ -4,6 +4,7 @@ import (
 	"errors"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -226,6 +227,43 @@ func TestWildcard(t *testing.T) {
 	} {
 		if wildcard(c.p, c.s) != c.ok {
 			t.Errorf("wildcard(%q, %q) = %v", c.p, c.s, !c.ok)
+		}
+	}
+}
+
+func TestKeepIndexChildren(t *testing.T) {
+	exp := func(ds ...string) []Expiry {
+		var out []Expiry
+		for _, d := range ds {
+			out = append(out, Expiry{Image: Image{Digest: d}})
+		}
+		return out
+	}
+	digests := func(es []Expiry) string {
+		var out []string
+		for _, e := range es {
+			out = append(out, e.Image.Digest)
+		}
+		return strings.Join(out, ",")
+	}
+	children := map[string][]string{
+		"idx-kept":   {"a", "b"},
+		"idx-gone":   {"c", "b"},
+		"idx-nested": {"idx-inner"},
+		"idx-inner":  {"d"},
+	}
+	for _, tc := range []struct {
+		in   []Expiry
+		want string
+	}{
+		{exp("a", "c", "idx-gone"), "c,idx-gone"},                       // a stays under idx-kept
+		{exp("b", "c", "idx-gone"), "c,idx-gone"},                       // b: idx-kept still holds it
+		{exp("idx-inner", "d"), ""},                                     // idx-nested keeps idx-inner, which keeps d
+		{exp("idx-nested", "idx-inner", "d"), "idx-nested,idx-inner,d"}, // all go together
+		{exp("e"), "e"}, // no index
+	} {
+		if got := digests(KeepIndexChildren(tc.in, children)); got != tc.want {
+			t.Errorf("KeepIndexChildren(%s) = %q, want %q", digests(tc.in), got, tc.want)
 		}
 	}
 }

@@ -365,6 +365,9 @@ type Store interface {
 	// (limit <= 0: no limit), from one consistent snapshot. ECR
 	// ListImages and DescribeImages page through it.
 	ListManifests(ctx context.Context, repoID, after string, limit int) ([]Manifest, error)
+	// ManifestChildren returns, for every index of the repository, the
+	// digests of the manifests it references (RefManifest refs).
+	ManifestChildren(ctx context.Context, repoID string) (map[string][]string, error)
 	// RecordPull sets LastPulledAt of a manifest (best effort, may be batched).
 	RecordPull(ctx context.Context, repoID, digest string, at time.Time) error
 

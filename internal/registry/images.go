@@ -129,3 +129,13 @@ func ManifestDigest(body []byte) Digest {
 	sum := sha256.Sum256(body)
 	return Digest("sha256:" + hex.EncodeToString(sum[:]))
 }
+
+// ManifestChildren returns, for every index of repo, the digests of the
+// manifests it references.
+func (r *Registry) ManifestChildren(ctx context.Context, repo metadata.Repository) (map[string][]string, error) {
+	c, err := r.cfg.Store.ManifestChildren(ctx, repo.ID)
+	if err != nil {
+		return nil, fmt.Errorf("index children: %w", err)
+	}
+	return c, nil
+}

@@ -98,8 +98,12 @@ func (r *Runner) Plan(ctx context.Context, repo metadata.Repository, p *lifecycl
 		imgs = append(imgs, lifecycle.Image{Digest: m.Digest, Tags: m.Tags, PushedAt: m.PushedAt, LastPulledAt: last})
 		sizes[m.Digest] = m.ImageSize
 	}
+	children, err := r.cfg.Store.ManifestChildren(ctx, repo.ID)
+	if err != nil {
+		return nil, fmt.Errorf("lifecycle: indexes of %s: %w", repo.Name, err)
+	}
 	var out []Candidate
-	for _, e := range lifecycle.Evaluate(p, imgs, r.cfg.Now()) {
+	for _, e := range lifecycle.KeepIndexChildren(lifecycle.Evaluate(p, imgs, r.cfg.Now()), children) {
 		out = append(out, Candidate{Expiry: e, Size: sizes[e.Image.Digest]})
 	}
 	return out, nil
@@ -109,11 +113,11 @@ func (r *Runner) Plan(ctx context.Context, repo metadata.Repository, p *lifecycl
 // none). An image is deleted only if its tags are still those it was
 // evaluated with: a tag pushed onto an image between evaluation and
 // deletion keeps it (it is reconsidered at the next run). Images an index
-// of the repository references are skipped, as BatchDeleteImage refuses
-// them, unless the same run expires that index: candidates go oldest
-// first, so an index's children (pushed before it) come up while it still
-// exists, and are tried again once a pass has deleted it. So a preview (a
-// dry run) and the run agree for an index expired with its children.
+// of the repository references are not candidates unless that index
+// expires too (Plan, lifecycle.KeepIndexChildren), as BatchDeleteImage
+// refuses them; candidates go oldest first, so an index's children
+// (pushed before it) come up while it still exists, and are tried again
+// once a pass has deleted it. So a preview (a dry run) and the run agree.
 func (r *Runner) RunRepository(ctx context.Context, repo metadata.Repository, dryRun bool) (Report, error) {
 	rep := Report{Repository: repo.Name}
 	st, err := r.Policy(ctx, repo.Name)

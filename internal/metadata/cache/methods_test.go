@@ -31,7 +31,7 @@ var (
 	passThroughReads = []string{
 		"Close", "Ping", "GetSetting", "ListRepositories",
 		"GetBlob", "BlobLinked", "BlobRepositories", "GetUpload",
-		"GetManifest", "ListTags", "Referrers", "ListManifests", "ListImages", "ImageTags", "BlobReferenced",
+		"GetManifest", "ListTags", "Referrers", "ListManifests", "ManifestChildren", "ListImages", "ImageTags", "BlobReferenced",
 		"UnreferencedBlobs", "UnreferencedLinks", "StaleUploads", "ObjectKeys", "ViewDocs",
 		"RepositoryUsage",
 	}

@@ -314,3 +314,22 @@ func (s *Store) ListManifests(ctx context.Context, repoID, after string, limit i
 	}
 	return out, nil
 }
+
+// ManifestChildren implements metadata.Store.
+func (s *Store) ManifestChildren(ctx context.Context, repoID string) (map[string][]string, error) {
+	rows, err := s.query(ctx, `SELECT manifest_digest, ref_digest FROM manifest_refs WHERE repo_id = ? AND kind = ?`,
+		repoID, int(metadata.RefManifest))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string][]string{}
+	for rows.Next() {
+		var parent, child string
+		if err := rows.Scan(&parent, &child); err != nil {
+			return nil, err
+		}
+		out[parent] = append(out[parent], child)
+	}
+	return out, rows.Err()
+}
