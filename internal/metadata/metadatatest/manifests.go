@@ -129,6 +129,20 @@ func testManifestManifestUnknown(t *testing.T, s metadata.Store) {
 	got, err := s.ResolveTag(ctx, r.ID, "multi")
 	must(t, "resolve index", err)
 	checkManifest(t, got, idx)
+
+	// The index's children, for lifecycle: this repository's only.
+	children, err := s.ManifestChildren(ctx, r.ID)
+	must(t, "ManifestChildren", err)
+	kids := children[idx.Digest]
+	slices.Sort(kids)
+	want := []string{amd.Digest, arm.Digest}
+	slices.Sort(want)
+	if len(children) != 1 || !slices.Equal(kids, want) {
+		t.Errorf("ManifestChildren = %v, want %s -> %v", children, idx.Digest, want)
+	}
+	if children, err := s.ManifestChildren(ctx, other.ID); err != nil || len(children) != 0 {
+		t.Errorf("ManifestChildren of a repository without indexes = %v, %v", children, err)
+	}
 }
 
 func testManifestKeepsRow(t *testing.T, s metadata.Store) {
