@@ -68,6 +68,11 @@ type replicas struct {
 	id   string          // this replica's notification payload
 	log  *slog.Logger
 	seen atomic.Int64 // the fence counter before the last request
+	// owed: a write could not advance the fence counter; retrying marks
+	// it advances it later (retryTick), so the other replicas do not
+	// keep serving from caches the write made stale.
+	owed     atomic.Bool
+	retrying atomic.Bool
 }
 
 // newReplicas returns the coordination for inner, the store under the
@@ -94,10 +99,41 @@ func (r *replicas) announce() {
 	ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
 	defer cancel()
 	if err := r.pg.Tick(ctx, fenceCounter); err != nil {
-		r.log.Warn("cannot tell the other replicas of a write", "err", err)
+		r.log.Warn("cannot tell the other replicas of a write; retrying", "err", err)
+		r.owed.Store(true)
+		if r.retrying.CompareAndSwap(false, true) {
+			go r.retryTick()
+		}
 	}
 	if err := r.pg.Notify(ctx, invalidateChannel, r.id); err != nil {
 		r.log.Warn("cannot notify the other replicas of a write", "err", err)
+	}
+}
+
+// retryTick advances the fence counter until it succeeds once after the
+// last failure (with backoff up to 5 s), for writes whose announce failed.
+func (r *replicas) retryTick() {
+	wait := 100 * time.Millisecond
+	for {
+		for r.owed.Load() {
+			time.Sleep(wait)
+			r.owed.Store(false)
+			ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
+			err := r.pg.Tick(ctx, fenceCounter)
+			cancel()
+			if err != nil {
+				r.owed.Store(true)
+				wait = min(2*wait, 5*time.Second)
+				continue
+			}
+			r.log.Info("told the other replicas of a write after a failed attempt")
+		}
+		r.retrying.Store(false)
+		// A failure between the loop's last check and the line above
+		// found retrying set and left the retry to this goroutine.
+		if !r.owed.Load() || !r.retrying.CompareAndSwap(false, true) {
+			return
+		}
 	}
 }
 

@@ -7,8 +7,11 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 
+	"github.com/cofferhq/coffer/internal/metadata/postgres"
 	"github.com/cofferhq/coffer/internal/metadata/sqlite"
+	"github.com/cofferhq/coffer/internal/testbackend"
 )
 
 // With SQLite there is one process: it always leads, sends nothing and
@@ -47,4 +50,55 @@ func TestReplicasSingleProcess(t *testing.T) {
 	<-led
 	cancel()
 	<-done
+}
+
+// A write whose announce fails while PostgreSQL is down advances the
+// fence counter once PostgreSQL is back, so the other replicas drop the
+// caches it made stale (#9).
+func TestAnnounceRetriedAfterOutage(t *testing.T) {
+	t.Parallel()
+	pg, err := testbackend.StartPostgres(testbackend.PostgresConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pg.Stop)
+	dsn, err := pg.CreateDatabase(t.Context(), "announce")
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := postgres.Open(t.Context(), postgres.Config{DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	r := newReplicas(store, slog.New(slog.DiscardHandler))
+	ctx := context.Background()
+	before, err := store.Count(ctx, fenceCounter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.Halt(); err != nil {
+		t.Fatal(err)
+	}
+	r.announce() // fails: PostgreSQL is down
+	if !r.owed.Load() && !r.retrying.Load() {
+		t.Fatal("a failed announce is not retried")
+	}
+	if err := pg.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n, err := store.Count(ctx, fenceCounter)
+		if err == nil && n > before {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the fence counter stayed at %d after PostgreSQL came back (%v)", n, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for r.retrying.Load() {
+		time.Sleep(10 * time.Millisecond)
+	}
 }
