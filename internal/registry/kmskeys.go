@@ -59,7 +59,7 @@ func (k KMSKeys) caller() kms.Caller {
 
 func (k KMSKeys) context(repo metadata.Repository, objectARN string) map[string]string {
 	return map[string]string{
-		"aws:ecr:arn": fmt.Sprintf("arn:aws:ecr:%s:%s:repository/%s", k.Region, k.AccountID, repo.Name),
+		"aws:ecr:arn": RepositoryARN(k.Region, k.AccountID, repo.Name),
 		"aws:s3:arn":  objectARN,
 	}
 }

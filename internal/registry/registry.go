@@ -102,7 +102,14 @@ func (r *Registry) AccountID() string { return r.cfg.AccountID }
 // RepositoryARN returns arn:aws:ecr:<region>:<account>:repository/<name>
 // (SPEC STO-06).
 func (r *Registry) RepositoryARN(name string) string {
-	return fmt.Sprintf("arn:aws:ecr:%s:%s:repository/%s", r.cfg.Region, r.cfg.AccountID, name)
+	return RepositoryARN(r.cfg.Region, r.cfg.AccountID, name)
+}
+
+// RepositoryARN returns a repository's ARN,
+// arn:aws:ecr:<region>:<account>:repository/<name> (SPEC STO-06), for
+// callers without a Registry.
+func RepositoryARN(region, accountID, name string) string {
+	return "arn:aws:ecr:" + region + ":" + accountID + ":repository/" + name
 }
 
 // Ready reports whether metadata and blob storage answer.

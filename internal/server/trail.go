@@ -118,7 +118,7 @@ func SpoolExpiries(ctx context.Context, cfg config.Config, store metadata.Store,
 	dir := audit.Dir(cfg.DataDir)
 	failed = new(atomic.Int64)
 	return func(ctx context.Context, repo metadata.Repository, c runner.Candidate) {
-		arn := "arn:aws:ecr:" + cfg.Region + ":" + accountID + ":repository/" + repo.Name
+		arn := registry.RepositoryARN(cfg.Region, accountID, repo.Name)
 		ev := audit.NewEvent(expiryInfo(accountID, arn, repo, c), audit.Outcome{Status: 200}, cfg.Region, accountID, time.Now())
 		if err := audit.Spool(dir, ev); err != nil {
 			failed.Add(1)
