@@ -35,21 +35,12 @@ func SpoolDir(dir string) string { return filepath.Join(dir, stateDir, spoolDirN
 // owning it to append. A zero EventID or EventVersion is filled in;
 // RecipientAccountID must be set (NewEvent does).
 func Spool(dir string, ev *Event) error {
-	if ev.EventVersion == "" {
-		ev.EventVersion = EventVersion
-	}
-	if ev.EventID == "" {
-		ev.EventID = newEventID()
-	}
 	if ev.RecipientAccountID == "" {
 		return errors.New("audit: spool: event without recipientAccountId")
 	}
-	data, err := json.Marshal(ev)
+	data, err := encodeRecord(ev, ev.RecipientAccountID)
 	if err != nil {
-		return fmt.Errorf("audit: spool: %w", err)
-	}
-	if len(data) > maxFrame {
-		return errors.New("audit: spool: record too large")
+		return err
 	}
 	sp := SpoolDir(dir)
 	if err := mkdirAllSync(sp); err != nil {

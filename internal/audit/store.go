@@ -262,23 +262,34 @@ func (s *Store) Record(ctx context.Context, info *auth.Info, out Outcome) error 
 // (service events). A zero EventID, EventVersion or RecipientAccountID is
 // filled in.
 func (s *Store) Append(ctx context.Context, ev *Event) error {
+	data, err := encodeRecord(ev, s.cfg.AccountID)
+	if err != nil {
+		return err
+	}
+	return s.submit(ctx, entry{data: data, meta: metaOf(ev)})
+}
+
+// encodeRecord fills in a zero EventVersion, EventID or RecipientAccountID
+// (with account) and returns the record's JSON, refusing one too large
+// for a frame.
+func encodeRecord(ev *Event, account string) ([]byte, error) {
 	if ev.EventVersion == "" {
 		ev.EventVersion = EventVersion
 	}
 	if ev.RecipientAccountID == "" {
-		ev.RecipientAccountID = s.cfg.AccountID
+		ev.RecipientAccountID = account
 	}
 	if ev.EventID == "" {
 		ev.EventID = newEventID()
 	}
 	data, err := json.Marshal(ev)
 	if err != nil {
-		return fmt.Errorf("audit: encode record: %w", err)
+		return nil, fmt.Errorf("audit: encode record: %w", err)
 	}
 	if len(data) > maxFrame {
-		return errors.New("audit: record too large")
+		return nil, errors.New("audit: record too large")
 	}
-	return s.submit(ctx, entry{data: data, meta: metaOf(ev)})
+	return data, nil
 }
 
 func (s *Store) submit(ctx context.Context, e entry) error {
