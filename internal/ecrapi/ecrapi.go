@@ -48,9 +48,9 @@ type Config struct {
 	KMS kms.Client
 	// DownloadBase returns the scheme and host that GetDownloadUrlForLayer
 	// URLs name for a request: an endpoint serving presigned layer
-	// downloads (the s3 service) in the caller's network. Nil: the
-	// request's own scheme and Host.
-	DownloadBase func(r *http.Request) (scheme, host string)
+	// downloads (the s3 service) in the caller's network. Nil, or ok
+	// false: the request's own scheme and Host.
+	DownloadBase func(r *http.Request) (scheme, host string, ok bool)
 	Log          *slog.Logger
 	Now          func() time.Time
 }

@@ -409,7 +409,9 @@ func (h *Handler) layerURL(r *http.Request, repo metadata.Repository, d registry
 		scheme = "https"
 	}
 	if h.cfg.DownloadBase != nil {
-		scheme, host = h.cfg.DownloadBase(r)
+		if s, hst, ok := h.cfg.DownloadBase(r); ok {
+			scheme, host = s, hst
+		}
 	}
 	u := url.URL{Scheme: scheme, Host: host, Path: LayerDownloadPath + repo.Name + "/" + string(d), RawQuery: q.Encode()}
 	return u.String(), nil

@@ -56,20 +56,16 @@ func s3Service(*http.Request) string { return endpoint.ServiceS3 }
 
 // downloadBase picks where GetDownloadUrlForLayer URLs point (#7, the s3
 // service): the endpoint the call came through when it serves presigned
-// downloads (the public listener serves everything), otherwise an endpoint
-// of the same VPC that does, by its first DNS name and port. Without one,
-// the URL names the caller's endpoint, which refuses the download: the
-// network has no path to the layers, as on AWS without an S3 gateway
-// endpoint.
-func downloadBase(eps []*endpoint.Endpoint) func(r *http.Request) (scheme, host string) {
-	return func(r *http.Request) (string, string) {
-		scheme, host := "http", r.Host
-		if r.TLS != nil {
-			scheme = "https"
-		}
+// downloads (the public listener serves everything: ok false, the
+// request's own scheme and Host), otherwise an endpoint of the same VPC
+// that does, by its first DNS name and port. Without one, also the
+// caller's endpoint, which refuses the download: the network has no path
+// to the layers, as on AWS without an S3 gateway endpoint.
+func downloadBase(eps []*endpoint.Endpoint) func(r *http.Request) (scheme, host string, ok bool) {
+	return func(r *http.Request) (string, string, bool) {
 		ep := endpoint.For(r.Context())
 		if ep == nil || ep.Serves(endpoint.ServiceS3) {
-			return scheme, host
+			return "", "", false
 		}
 		for _, o := range eps {
 			if o.Public || o.VPCID != ep.VPCID || !o.Serves(endpoint.ServiceS3) || len(o.Listen) == 0 {
@@ -85,10 +81,10 @@ func downloadBase(eps []*endpoint.Endpoint) func(r *http.Request) (scheme, host 
 					if o.Insecure {
 						s = "http"
 					}
-					return s, net.JoinHostPort(n, port)
+					return s, net.JoinHostPort(n, port), true
 				}
 			}
 		}
-		return scheme, host
+		return "", "", false
 	}
 }
