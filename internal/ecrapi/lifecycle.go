@@ -205,7 +205,7 @@ func (h *Handler) planLifecycle(ctx context.Context, repo metadata.Repository, p
 	if err != nil {
 		return nil, err
 	}
-	return lifecycle.KeepIndexChildren(lifecycle.Evaluate(p, imgs, h.now()), children), nil
+	return lifecycle.Plan(p, imgs, children, h.now()), nil
 }
 
 func (h *Handler) startLifecyclePolicyPreview(r *http.Request, info *auth.Info, body []byte) (any, error) {

@@ -420,6 +420,15 @@ type Stored struct {
 	LastEvaluatedAt time.Time `json:"lastEvaluatedAt,omitzero"`
 }
 
+// Plan is what a run of p over a repository's images expires at now,
+// and what its preview shows: Evaluate, less the images an index that
+// stays references (KeepIndexChildren; children maps an index's digest to
+// its children's). The preview and the runner both call it, so they
+// cannot disagree.
+func Plan(p *Policy, images []Image, children map[string][]string, now time.Time) []Expiry {
+	return KeepIndexChildren(Evaluate(p, images, now), children)
+}
+
 // KeepIndexChildren drops from exps the images that an index of the
 // repository references while that index itself does not expire
 // (children maps an index's digest to its children's): deleting them is

@@ -103,7 +103,7 @@ func (r *Runner) Plan(ctx context.Context, repo metadata.Repository, p *lifecycl
 		return nil, fmt.Errorf("lifecycle: indexes of %s: %w", repo.Name, err)
 	}
 	var out []Candidate
-	for _, e := range lifecycle.KeepIndexChildren(lifecycle.Evaluate(p, imgs, r.cfg.Now()), children) {
+	for _, e := range lifecycle.Plan(p, imgs, children, r.cfg.Now()) {
 		out = append(out, Candidate{Expiry: e, Size: sizes[e.Image.Digest]})
 	}
 	return out, nil
@@ -114,7 +114,7 @@ func (r *Runner) Plan(ctx context.Context, repo metadata.Repository, p *lifecycl
 // evaluated with: a tag pushed onto an image between evaluation and
 // deletion keeps it (it is reconsidered at the next run). Images an index
 // of the repository references are not candidates unless that index
-// expires too (Plan, lifecycle.KeepIndexChildren), as BatchDeleteImage
+// expires too (lifecycle.Plan), as BatchDeleteImage
 // refuses them; candidates go oldest first, so an index's children
 // (pushed before it) come up while it still exists, and are tried again
 // once a pass has deleted it. So a preview (a dry run) and the run agree.
