@@ -12,7 +12,7 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-APT_PACKAGES=(docker.io:dockerd skopeo:skopeo) # package:command that proves it
+APT_PACKAGES=(docker.io:dockerd skopeo:skopeo curl:curl) # package:command that proves it
 
 deps_apt() {
 	local missing=() entry
@@ -20,7 +20,7 @@ deps_apt() {
 		command -v "${entry#*:}" >/dev/null 2>&1 || missing+=("${entry%%:*}")
 	done
 	if [ ${#missing[@]} -eq 0 ]; then
-		log "apt: docker.io and skopeo already installed"
+		log "apt: ${APT_PACKAGES[*]%%:*} already installed"
 		return 0
 	fi
 	if [ "$(id -u)" -ne 0 ]; then
