@@ -15,6 +15,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/auth"
@@ -65,6 +67,8 @@ type Authorizer struct {
 	// caching is off. Nothing KMS-related is cached here: key policies
 	// and grants are decided by internal/kms at each use.
 	resources *cache.Map[string, resourceSet]
+	// lastTimes is the formatted time of the latest decision's second.
+	lastTimes atomic.Pointer[timeStrings]
 }
 
 // resourceSet is what resourcePolicies returns for one repository. Its
@@ -112,18 +116,20 @@ func (a *Authorizer) Authorize(ctx context.Context, info *auth.Info, action, res
 	if err != nil {
 		return err
 	}
+	reqContext := a.contextWithTags(info, resourceTags)
 	d := policy.Decide(policy.Input{
 		Request: &policy.Request{
 			Principal: policy.Principal{ARN: p.ARN, Account: p.AccountID, Type: p.Type, RoleARN: p.RoleARN},
 			Action:    action,
 			Resource:  resource,
-			Context:   a.contextWithTags(info, resourceTags),
+			Context:   reqContext,
 		},
 		ResourceAccount: a.cfg.AccountID,
 		Identity:        identity,
 		Resource:        resourcePolicies,
 		Gates:           gates,
 	})
+	releaseContext(reqContext)
 	if !d.Allowed {
 		return &auth.DeniedError{Principal: p.ARN, Action: action, Resource: resource, Reason: d.Reason}
 	}
@@ -226,7 +232,7 @@ func (a *Authorizer) readResourcePolicies(ctx context.Context, name string) ([]*
 // aws:ResourceTag/<key> and ecr:ResourceTag/<key> for the resource's tags,
 // aws:RequestTag/<key> and aws:TagKeys for a tagging request's tags.
 func (a *Authorizer) contextWithTags(info *auth.Info, resourceTags map[string]string) policy.Context {
-	c := a.context(info)
+	c := a.context(info, 2*len(resourceTags)+len(info.RequestTags)+1)
 	for k, v := range resourceTags {
 		c.Set("aws:ResourceTag/"+k, v)
 		c.Set("ecr:ResourceTag/"+k, v)
@@ -243,36 +249,99 @@ func (a *Authorizer) contextWithTags(info *auth.Info, resourceTags map[string]st
 	return c
 }
 
-// context returns the global condition keys of a request.
-func (a *Authorizer) context(info *auth.Info) policy.Context {
+// The global condition keys, as policy.Context keeps them (lower case).
+const (
+	keySourceIP        = "aws:sourceip"
+	keySecureTransport = "aws:securetransport"
+	keyCurrentTime     = "aws:currenttime"
+	keyEpochTime       = "aws:epochtime"
+	keyPrincipalArn    = "aws:principalarn"
+	keyPrincipalAcct   = "aws:principalaccount"
+	keyPrincipalType   = "aws:principaltype"
+	keyUserID          = "aws:userid"
+	keyUsername        = "aws:username"
+	keyUserAgent       = "aws:useragent"
+	keyRequestedRegion = "aws:requestedregion"
+	keyMFAPresent      = "aws:multifactorauthpresent"
+	keySourceVpce      = "aws:sourcevpce"
+	keySourceVpc       = "aws:sourcevpc"
+	globalKeys         = 14
+)
+
+// context returns the global condition keys of a request, in a Context
+// with room for extra more keys. It is built for every decision, so it
+// costs one map and one slice: the keys are already lower case and the
+// values share one backing array (each value slice is capped, so an Add
+// to it copies rather than overwrites a neighbour).
+func (a *Authorizer) context(info *auth.Info, extra int) policy.Context {
 	now := info.Time
 	if now.IsZero() {
 		now = a.now()
 	}
 	p := info.Principal
-	c := policy.Context{}
-	set := func(k string, v ...string) {
-		if len(v) > 0 && v[0] != "" {
-			c.Set(k, v...)
+	var c policy.Context
+	if extra <= pooledContextKeys-globalKeys {
+		c = contextPool.Get().(policy.Context)
+	} else {
+		c = make(policy.Context, globalKeys+extra)
+	}
+	vals := make([]string, 0, globalKeys)
+	set := func(k, v string) {
+		if v != "" {
+			vals = append(vals, v)
+			n := len(vals)
+			c[k] = vals[n-1 : n : n]
 		}
 	}
 	if info.SourceIP.IsValid() {
-		set("aws:SourceIp", info.SourceIP.String())
+		set(keySourceIP, info.SourceIP.String())
 	}
-	set("aws:SecureTransport", strconv.FormatBool(info.SecureTransport))
-	set("aws:CurrentTime", now.UTC().Format(time.RFC3339))
-	set("aws:EpochTime", strconv.FormatInt(now.Unix(), 10))
-	set("aws:PrincipalArn", principalARN(p))
-	set("aws:PrincipalAccount", p.AccountID)
-	set("aws:PrincipalType", principalType(p))
-	set("aws:userid", p.PrincipalID)
-	set("aws:username", p.UserName)
-	set("aws:UserAgent", info.UserAgent)
-	set("aws:RequestedRegion", a.cfg.Region)
-	set("aws:MultiFactorAuthPresent", "false")
-	set("aws:SourceVpce", info.EndpointID)
-	set("aws:SourceVpc", info.VPCID)
+	set(keySecureTransport, strconv.FormatBool(info.SecureTransport))
+	ts := a.times(now)
+	set(keyCurrentTime, ts.rfc3339)
+	set(keyEpochTime, ts.epoch)
+	set(keyPrincipalArn, principalARN(p))
+	set(keyPrincipalAcct, p.AccountID)
+	set(keyPrincipalType, principalType(p))
+	set(keyUserID, p.PrincipalID)
+	set(keyUsername, p.UserName)
+	set(keyUserAgent, info.UserAgent)
+	set(keyRequestedRegion, a.cfg.Region)
+	set(keyMFAPresent, "false")
+	set(keySourceVpce, info.EndpointID)
+	set(keySourceVpc, info.VPCID)
 	return c
+}
+
+// Request contexts are pooled: a map of a few dozen keys costs more to
+// allocate than the rest of a decision. policy.Decide keeps nothing of
+// its input, so a context is released as soon as Decide returns.
+const pooledContextKeys = 32
+
+var contextPool = sync.Pool{New: func() any { return make(policy.Context, pooledContextKeys) }}
+
+func releaseContext(c policy.Context) {
+	if len(c) <= pooledContextKeys {
+		clear(c)
+		contextPool.Put(c)
+	}
+}
+
+// timeStrings are aws:CurrentTime and aws:EpochTime of one second.
+type timeStrings struct {
+	sec            int64
+	rfc3339, epoch string
+}
+
+// times returns the time keys' values for now, formatted once per second.
+func (a *Authorizer) times(now time.Time) *timeStrings {
+	sec := now.Unix()
+	if ts := a.lastTimes.Load(); ts != nil && ts.sec == sec {
+		return ts
+	}
+	ts := &timeStrings{sec: sec, rfc3339: now.UTC().Format(time.RFC3339), epoch: strconv.FormatInt(sec, 10)}
+	a.lastTimes.Store(ts)
+	return ts
 }
 
 // principalARN is aws:PrincipalArn: for a role session, the role's ARN.

@@ -32,7 +32,7 @@ type fixture struct {
 
 // newFixture builds the decision point over a cached store, as the server
 // does, with caches of the given TTL, and a repository "app".
-func newFixture(t *testing.T, ttl time.Duration) *fixture {
+func newFixture(t testing.TB, ttl time.Duration) *fixture {
 	t.Helper()
 	ctx := t.Context()
 	inner, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "coffer.db")})

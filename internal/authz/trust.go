@@ -28,7 +28,7 @@ func (a *Authorizer) Trust(ctx context.Context, caller auth.Principal, role iam.
 			Principal: policy.Principal{ARN: caller.ARN, Account: caller.AccountID, Type: caller.Type, RoleARN: caller.RoleARN},
 			Action:    "sts:AssumeRole",
 			Resource:  role.ARN,
-			Context:   a.context(info),
+			Context:   a.context(info, 0),
 		},
 		ResourceAccount: a.cfg.AccountID,
 		Identity:        identity,
