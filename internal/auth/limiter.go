@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"log/slog"
 	"sync"
 	"time"
 )
@@ -10,6 +11,10 @@ import (
 // failures per window; once a subject spends it, its requests are refused
 // with a throttling error until the window ends. Subjects are independent,
 // so one client's failures never lock out another address or key.
+//
+// Throttled answers from memory only: it runs before every request. With
+// Shared set (several replicas, issue #9) the budget is shared too: see
+// Run (limiter_shared.go).
 type FailureLimiter struct {
 	// MaxFailures per Window for one subject; 0 means 20.
 	MaxFailures int
@@ -17,9 +22,18 @@ type FailureLimiter struct {
 	Window time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Shared, if set, counts failures across processes; Run sends it the
+	// failures Fail records. Nil: the budget is this process's alone.
+	Shared SharedFailures
+	// Log receives Shared's errors; nil discards them.
+	Log *slog.Logger
 
 	mu   sync.Mutex
 	subj map[string]*failures
+	// pending are failures recorded but not yet sent to Shared, per
+	// subject; wake tells Run there are some.
+	pending map[string]int
+	wake    chan struct{}
 }
 
 type failures struct {
@@ -75,19 +89,7 @@ func (l *FailureLimiter) Fail(subjects ...string) {
 	_, win, now := l.params()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.subj == nil {
-		l.subj = make(map[string]*failures)
-	}
-	if len(l.subj) >= maxSubjects {
-		for k, f := range l.subj {
-			if now.Sub(f.start) >= win {
-				delete(l.subj, k)
-			}
-		}
-		if len(l.subj) >= maxSubjects {
-			clear(l.subj)
-		}
-	}
+	l.makeRoom(now, win)
 	for _, s := range subjects {
 		if s == "" {
 			continue
@@ -98,5 +100,25 @@ func (l *FailureLimiter) Fail(subjects ...string) {
 			l.subj[s] = f
 		}
 		f.n++
+	}
+	l.queueShared(subjects)
+}
+
+// makeRoom makes the subject table ready for new entries within
+// maxSubjects; l.mu is held.
+func (l *FailureLimiter) makeRoom(now time.Time, win time.Duration) {
+	if l.subj == nil {
+		l.subj = make(map[string]*failures)
+	}
+	if len(l.subj) < maxSubjects {
+		return
+	}
+	for k, f := range l.subj {
+		if now.Sub(f.start) >= win {
+			delete(l.subj, k)
+		}
+	}
+	if len(l.subj) >= maxSubjects {
+		clear(l.subj)
 	}
 }
