@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -57,8 +58,12 @@ func BenchmarkRecordSerial(b *testing.B) {
 func testingProcs() int { return max(1, testingGOMAXPROCS()) }
 
 // The lookup fixture: 1,000,000 records over 90 days, 8 event names, 100
-// users, 1000 repositories, indexed into one store.
-const lookupEvents = 1_000_000
+// users, 1000 repositories, sealed into 100 log files of 10,000 records
+// with their index files, in one store.
+const (
+	lookupEvents  = 1_000_000
+	lookupPerFile = 10_000
+)
 
 var (
 	lookupOnce  sync.Once
@@ -69,6 +74,52 @@ var (
 
 var benchStart = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
+var benchNames = []string{"PutImage", "BatchGetImage", "GetAuthorizationToken", "BatchCheckLayerAvailability",
+	"InitiateLayerUpload", "CompleteLayerUpload", "DescribeRepositories", "DeleteRepository"}
+
+// benchEntry is the fixture's record n.
+func benchEntry(n int) entry {
+	step := 90 * 24 * time.Hour / lookupEvents
+	user := fmt.Sprintf("user-%d", n%100)
+	repo := fmt.Sprintf("repo-%d", (n*7919)%1000)
+	name := benchNames[n%len(benchNames)]
+	info := &auth.Info{
+		RequestID: fmt.Sprintf("%032x", n), Time: benchStart.Add(time.Duration(n) * step),
+		SourceIP: netip.AddrFrom4([4]byte{10, 0, byte(n >> 8), byte(n)}), UserAgent: "docker/27.0 go/go1.26",
+		Principal: auth.Principal{Type: "IAMUser", ARN: "arn:aws:iam::111122223333:user/" + user, AccountID: testAccount,
+			PrincipalID: "AIDA" + strings.ToUpper(user), UserName: user, AccessKeyID: fmt.Sprintf("AKIA%016d", n%100)},
+		Action: "ecr:" + name, EventName: name,
+		Resources: []string{"arn:aws:ecr:us-east-1:111122223333:repository/" + repo},
+		Params:    map[string]any{"repositoryName": repo, "registryId": testAccount},
+	}
+	ev := NewEvent(info, Outcome{Status: 200}, testRegion, testAccount, info.Time)
+	data, _ := json.Marshal(ev)
+	return entry{data: data, meta: metaOf(ev)}
+}
+
+// sealFixture writes the log file and the index file of batch, as the
+// sealer does.
+func sealFixture(b *testing.B, s *Store, batch []entry) {
+	recs := make([][]byte, len(batch))
+	metas := make([]eventMeta, len(batch))
+	for i, e := range batch {
+		recs[i], metas[i] = e.data, e.meta
+	}
+	data, layout, err := buildLogFileBlocks(recs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	last, _ := parseTime(batch[len(batch)-1].meta.eventTime)
+	unique := newUnique()
+	obj := logObject(testAccount, testRegion, last, unique)
+	if err := writeFileAtomic(s.tmpDir, filepath.Join(s.cfg.Dir, filepath.FromSlash(obj)), data, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	if err := s.idx.writeSealed(unique, obj, recs, metas, layout); err != nil {
+		b.Fatal(err)
+	}
+}
+
 func lookupFixture(b *testing.B) *Store {
 	lookupOnce.Do(func() {
 		dir, err := mkdirTemp()
@@ -77,39 +128,21 @@ func lookupFixture(b *testing.B) *Store {
 		}
 		lookupDir = dir
 		s := newTestStore(b, dir, nil)
-		names := []string{"PutImage", "BatchGetImage", "GetAuthorizationToken", "BatchCheckLayerAvailability",
-			"InitiateLayerUpload", "CompleteLayerUpload", "DescribeRepositories", "DeleteRepository"}
-		step := 90 * 24 * time.Hour / lookupEvents
 		start := time.Now()
-		batch := make([]entry, 0, 20000)
+		batch := make([]entry, 0, lookupPerFile)
 		for n := range lookupEvents {
-			user := fmt.Sprintf("user-%d", n%100)
-			repo := fmt.Sprintf("repo-%d", (n*7919)%1000)
-			name := names[n%len(names)]
-			info := &auth.Info{
-				RequestID: fmt.Sprintf("%032x", n), Time: benchStart.Add(time.Duration(n) * step),
-				SourceIP: netip.AddrFrom4([4]byte{10, 0, byte(n >> 8), byte(n)}), UserAgent: "docker/27.0 go/go1.26",
-				Principal: auth.Principal{Type: "IAMUser", ARN: "arn:aws:iam::111122223333:user/" + user, AccountID: testAccount,
-					PrincipalID: "AIDA" + strings.ToUpper(user), UserName: user, AccessKeyID: fmt.Sprintf("AKIA%016d", n%100)},
-				Action: "ecr:" + name, EventName: name,
-				Resources: []string{"arn:aws:ecr:us-east-1:111122223333:repository/" + repo},
-				Params:    map[string]any{"repositoryName": repo, "registryId": testAccount},
-			}
-			ev := NewEvent(info, Outcome{Status: 200}, testRegion, testAccount, info.Time)
-			data, _ := json.Marshal(ev)
-			batch = append(batch, entry{data: data, meta: metaOf(ev)})
+			e := benchEntry(n)
+			batch = append(batch, e)
 			if n%1000 == 0 {
-				lookupIDs = append(lookupIDs, ev.EventID)
+				lookupIDs = append(lookupIDs, e.meta.eventID)
 			}
 			if len(batch) == cap(batch) {
-				if err := s.idx.insert(batch); err != nil {
-					b.Fatal(err)
-				}
+				sealFixture(b, s, batch)
 				batch = batch[:0]
 			}
 		}
-		if err := s.idx.insert(batch); err != nil {
-			b.Fatal(err)
+		if len(batch) > 0 {
+			sealFixture(b, s, batch)
 		}
 		b.Logf("indexed %d records in %s", lookupEvents, time.Since(start).Round(time.Second))
 		lookupStore = s
@@ -118,6 +151,54 @@ func lookupFixture(b *testing.B) *Store {
 		b.Fatal("no fixture")
 	}
 	return lookupStore
+}
+
+// BenchmarkIndexRecord is what indexing costs the committer per record:
+// the in-memory index of the open segment, in group commits of 16.
+func BenchmarkIndexRecord(b *testing.B) {
+	x := &index{byUniq: map[string]bool{}}
+	es := make([]entry, lookupPerFile)
+	for i := range es {
+		es[i] = benchEntry(i)
+	}
+	const group = 16
+	unique, off := newUnique(), 0
+	b.ReportAllocs()
+	b.ResetTimer()
+	for n := 0; n < b.N; {
+		if off == len(es) { // the segment is full: the next one
+			b.StopTimer()
+			x.mem, unique, off = nil, newUnique(), 0
+			b.StartTimer()
+		}
+		k := min(group, b.N-n, len(es)-off)
+		x.enqueue(unique, es[off:off+k])
+		off += k
+		n += k
+	}
+}
+
+// BenchmarkIndexSealFile is what indexing costs the sealer per record:
+// building the index file of a sealed segment of 10,000 records (the log
+// file, built anyway, not counted).
+func BenchmarkIndexSealFile(b *testing.B) {
+	recs := make([][]byte, lookupPerFile)
+	metas := make([]eventMeta, lookupPerFile)
+	for i := range recs {
+		e := benchEntry(i)
+		recs[i], metas[i] = e.data, e.meta
+	}
+	_, layout, err := buildLogFileBlocks(recs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for n := 0; n < b.N; n += len(recs) {
+		if _, err := buildIndexFile("x", recs, metas, layout); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 // BenchmarkLookupEvents1M answers LookupEvents pages over 1,000,000

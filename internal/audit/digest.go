@@ -202,31 +202,69 @@ func (sl *sealer) writeDigest(horizon time.Time, final bool) error {
 	if horizon.Before(sl.head.Horizon) {
 		horizon = sl.head.Horizon
 	}
-	obj := digestObject(s.cfg.AccountID, s.cfg.Region, end)
+	obj, file, head, err := buildDigest(digestInput{account: s.cfg.AccountID, region: s.cfg.Region, key: s.cfg.SigningKey,
+		head: sl.head, start: start, end: end, interval: s.cfg.DigestInterval, horizon: horizon, final: final, files: sl.pending})
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(s.tmpDir, filepath.Join(s.cfg.Dir, filepath.FromSlash(obj)), file, 0o600); err != nil {
+		return fmt.Errorf("write digest: %w", err)
+	}
+	sl.head = head
+	sl.pending = nil
+	hb, _ := json.Marshal(sl.head)
+	var errs []error
+	if err := writeFileAtomic(s.tmpDir, headPath(s.cfg.Dir), hb, 0o600); err != nil {
+		errs = append(errs, fmt.Errorf("record digest head: %w", err))
+	}
+	if err := sl.journal.Truncate(0); err != nil {
+		errs = append(errs, fmt.Errorf("reset journal: %w", err))
+	} else if err := sl.journal.Sync(); err != nil {
+		errs = append(errs, fmt.Errorf("reset journal: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// digestInput is what one digest covers and chains to.
+type digestInput struct {
+	account, region string
+	key             ed25519.PrivateKey
+	head            headState // the previous digest; zero for the first
+	start, end      time.Time
+	interval        time.Duration
+	horizon         time.Time
+	final           bool
+	files           []journalLine // the log files, in the order sealed
+}
+
+// buildDigest returns a digest's object name, its file (gzip of the
+// digest JSON, the signature in the gzip header) and the head it becomes.
+func buildDigest(in digestInput) (obj string, file []byte, head headState, err error) {
+	obj = digestObject(in.account, in.region, in.end)
 	d := &Digest{
-		AWSAccountID:               s.cfg.AccountID,
-		DigestStartTime:            formatTime(start),
-		DigestEndTime:              formatTime(end),
+		AWSAccountID:               in.account,
+		DigestStartTime:            formatTime(in.start),
+		DigestEndTime:              formatTime(in.end),
 		DigestS3Bucket:             bucket,
 		DigestS3Object:             obj,
-		DigestPublicKeyFingerprint: Fingerprint(s.pub),
+		DigestPublicKeyFingerprint: Fingerprint(in.key.Public().(ed25519.PublicKey)),
 		DigestSignatureAlgorithm:   signatureAlgo,
 		LogFiles:                   []DigestLogFile{},
-		DigestIntervalSeconds:      int64(s.cfg.DigestInterval / time.Second),
-		TrailStopped:               final,
+		DigestIntervalSeconds:      int64(in.interval / time.Second),
+		TrailStopped:               in.final,
 	}
-	if sl.head.Object != "" {
+	if in.head.Object != "" {
 		b, a := bucket, hashAlgorithm
-		o, h, sig := sl.head.Object, sl.head.SHA256, sl.head.Signature
+		o, h, sig := in.head.Object, in.head.SHA256, in.head.Signature
 		d.PreviousDigestS3Bucket, d.PreviousDigestS3Object = &b, &o
 		d.PreviousDigestHashValue, d.PreviousDigestHashAlgorithm, d.PreviousDigestSignature = &h, &a, &sig
 	}
-	if !horizon.IsZero() {
-		hz := formatTime(horizon)
+	if !in.horizon.IsZero() {
+		hz := formatTime(in.horizon)
 		d.RetentionHorizon = &hz
 	}
 	var oldest, newest string
-	for _, p := range sl.pending {
+	for _, p := range in.files {
 		d.LogFiles = append(d.LogFiles, DigestLogFile{S3Bucket: bucket, S3Object: p.Object, HashValue: p.SHA256,
 			HashAlgorithm: hashAlgorithm, NewestEventTime: p.Newest, OldestEventTime: p.Oldest})
 		if p.Oldest != "" && (oldest == "" || p.Oldest < oldest) {
@@ -241,31 +279,17 @@ func (sl *sealer) writeDigest(horizon time.Time, final bool) error {
 	}
 	content, err := json.Marshal(d)
 	if err != nil {
-		return err
+		return "", nil, headState{}, err
 	}
 	csum := sha256.Sum256(content)
-	sig := ed25519.Sign(s.cfg.SigningKey, signingString(d, hex.EncodeToString(csum[:])))
-	file, err := gzipWithComment(content, signaturePrefix+hex.EncodeToString(sig))
+	sig := ed25519.Sign(in.key, signingString(d, hex.EncodeToString(csum[:])))
+	file, err = gzipWithComment(content, signaturePrefix+hex.EncodeToString(sig))
 	if err != nil {
-		return err
-	}
-	if err := writeFileAtomic(s.tmpDir, filepath.Join(s.cfg.Dir, filepath.FromSlash(obj)), file, 0o600); err != nil {
-		return fmt.Errorf("write digest: %w", err)
+		return "", nil, headState{}, err
 	}
 	fsum := sha256.Sum256(file)
-	sl.head = headState{Object: obj, SHA256: hex.EncodeToString(fsum[:]), Signature: hex.EncodeToString(sig), End: end, Horizon: horizon}
-	sl.pending = nil
-	hb, _ := json.Marshal(sl.head)
-	var errs []error
-	if err := writeFileAtomic(s.tmpDir, headPath(s.cfg.Dir), hb, 0o600); err != nil {
-		errs = append(errs, fmt.Errorf("record digest head: %w", err))
-	}
-	if err := sl.journal.Truncate(0); err != nil {
-		errs = append(errs, fmt.Errorf("reset journal: %w", err))
-	} else if err := sl.journal.Sync(); err != nil {
-		errs = append(errs, fmt.Errorf("reset journal: %w", err))
-	}
-	return errors.Join(errs...)
+	head = headState{Object: obj, SHA256: hex.EncodeToString(fsum[:]), Signature: hex.EncodeToString(sig), End: in.end, Horizon: in.horizon}
+	return obj, file, head, nil
 }
 
 func gzipWithComment(content []byte, comment string) ([]byte, error) {

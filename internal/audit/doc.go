@@ -39,11 +39,17 @@
 //	state/lock                        flock: one writer
 //	state/segments/<ns>-<unique>.wal  write-ahead segments (frames: len | crc32c | JSON)
 //	state/journal                     sealing intents and sealed files since the last digest
+//	state/published                   log files published to the replicas' shared trail (shared.go)
 //	state/head.json                   the last digest (the next one chains to it)
-//	state/index.db                    SQLite index for LookupEvents (derived; rebuilt if lost)
-//	state/tmp/                        temporary files, emptied on start
+//	state/index/<unique>.idx          LookupEvents index of each log file (derived; rebuilt if lost)
+//	state/tmp/                        temporary files and the spare segment (spare.go), emptied on start
 //
-// Log files are gzip of {"Records":[...]}; digests are gzip of CloudTrail's
-// digest JSON with the signature in the gzip header comment. docs/audit.md
-// has the formats and the operator's view.
+// Log files are gzip of {"Records":[...]} (as gzip members of about 64 KiB
+// of records each, so that a record is read by inflating one); digests are
+// gzip of CloudTrail's digest JSON with the signature in the gzip header
+// comment. LookupEvents answers from an index (index.go): the records of
+// the write-ahead segments in memory, appended as they become durable, and
+// per sealed log file an index file of its records sorted by time and its
+// attribute values' postings, written before the segment is removed.
+// docs/audit.md has the formats and the operator's view.
 package audit

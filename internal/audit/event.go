@@ -2,8 +2,10 @@ package audit
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -110,7 +112,7 @@ func NewEvent(info *auth.Info, out Outcome, region, accountID string, now time.T
 	ev := &Event{
 		EventVersion:       EventVersion,
 		UserIdentity:       userIdentity(info),
-		EventTime:          t.UTC().Format(timeFormat),
+		EventTime:          eventTime(t),
 		EventSource:        source,
 		EventName:          name,
 		AWSRegion:          region,
@@ -274,15 +276,13 @@ func sourceIP(info *auth.Info) string {
 // and without wildcards.
 func resources(arns []string) []Resource {
 	var out []Resource
-	seen := make(map[string]bool, len(arns))
 	for _, a := range arns {
-		if seen[a] || !strings.HasPrefix(a, "arn:") {
+		if !strings.HasPrefix(a, "arn:") || slices.ContainsFunc(out, func(r Resource) bool { return r.ARN == a }) {
 			continue
 		}
-		seen[a] = true
 		typ, _ := ResourceTypeAndName(a)
 		acct := ""
-		if parts := strings.SplitN(a, ":", 6); len(parts) == 6 {
+		if parts, ok := arnParts(a); ok {
 			acct = parts[4]
 		}
 		out = append(out, Resource{ARN: a, AccountID: acct, Type: typ})
@@ -290,12 +290,27 @@ func resources(arns []string) []Resource {
 	return out
 }
 
+// arnParts splits an ARN into its six colon-separated fields (the last
+// keeps its colons), without allocating.
+func arnParts(arn string) (parts [6]string, ok bool) {
+	rest := arn
+	for i := range 5 {
+		j := strings.IndexByte(rest, ':')
+		if j < 0 {
+			return parts, false
+		}
+		parts[i], rest = rest[:j], rest[j+1:]
+	}
+	parts[5] = rest
+	return parts, true
+}
+
 // ResourceTypeAndName returns the CloudFormation-style type of an ARN
 // ("AWS::ECR::Repository") and the name LookupEvents reports for it: the
 // repository name, the IAM entity name, the whole ARN for a KMS key.
 func ResourceTypeAndName(arn string) (typ, name string) {
-	parts := strings.SplitN(arn, ":", 6)
-	if len(parts) != 6 {
+	parts, ok := arnParts(arn)
+	if !ok {
 		return "", arn
 	}
 	svc, res := parts[2], parts[5]
@@ -382,10 +397,33 @@ func lookupUsername(id *UserIdentity) string {
 	return ""
 }
 
+// eventTime formats t as eventTime; the string of the current second is
+// made once (every request of that second needs it).
+func eventTime(t time.Time) string {
+	sec := t.Unix()
+	if c := lastEventTime.Load(); c != nil && c.sec == sec {
+		return c.s
+	}
+	c := &cachedTime{sec: sec, s: t.UTC().Format(timeFormat)}
+	lastEventTime.Store(c)
+	return c.s
+}
+
+type cachedTime struct {
+	sec int64
+	s   string
+}
+
+var lastEventTime atomic.Pointer[cachedTime]
+
+func init() {
+	// eventIDs take their randomness from a buffer filled in bulk rather
+	// than one getrandom(2) each: they are unique, not secret.
+	uuid.EnableRandPool()
+}
+
 // newEventID returns a fresh eventID: a UUID, as CloudTrail's, of version
-// 7, whose leading timestamp makes each new ID sort after the last, so the
-// index's unique eventID B-tree grows at its right edge instead of at
-// random pages.
+// 7, whose leading timestamp orders the IDs by time.
 func newEventID() string {
 	id, err := uuid.NewV7()
 	if err != nil {

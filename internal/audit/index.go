@@ -3,9 +3,7 @@ package audit
 import (
 	"bytes"
 	"compress/gzip"
-	"context"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -13,43 +11,449 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"math"
-	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
-
-	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
 )
 
-// The index answers LookupEvents. It is derived state, in its own SQLite
-// file (state/index.db): a lost or damaged index is rebuilt from the log
-// files, and the write-ahead segments are not removed before the index
-// holds their records (recovery re-indexes them, idempotently by eventID).
+// The index answers LookupEvents. It is derived state: everything in it
+// can be rebuilt from the log files. Its order is that of LookupEvents'
+// pages: by eventTime (Unix seconds), then by eventID, newest first; a
+// NextToken is the (time, eventID) of the last event returned, so it
+// stays valid while records move from a segment to a log file.
 //
-//	events(id, t, event_id UNIQUE, record)       t = eventTime, Unix seconds
-//	attrs(k, h, t, id) PRIMARY KEY (k, h, t, id) one row per lookup attribute value
+//   - The records of the write-ahead segments (the open one and those
+//     waiting for the sealer) are kept in memory (memSegment), appended
+//     when their group commit is durable: per record its time, eventID,
+//     JSON and attributes (metaOf, computed anyway). That costs the
+//     committer about 0.1 µs a record, nothing waits to be indexed (a
+//     lookup sees every durable record), and a lookup scans them: at most
+//     FileMaxEvents per segment.
+//   - Each sealed log file has an index file, state/index/<unique>.idx
+//     (idxfile.go), written by the sealer before it removes the segment:
+//     the records sorted by (time, eventID) with their places in the log
+//     file (which is written as a series of gzip members, so a record is
+//     read by inflating one member of about 64 KiB), the eventIDs, a table
+//     of eventID hashes, and the postings: per (attribute, attrHash of the
+//     value) the sorted ordinals of its records. Headers stay in memory,
+//     the posting keys in a bounded cache; the rest is read with pread.
 //
-// h is the attribute value's hash (attrHash): rows of a few integers keep
-// the B-tree small and cheap to insert into, where ARNs as keys were not.
-// A filtered page is one descending range scan of attrs' primary key
-// (attribute, hash, time), joined to events by id, keeping the records that
-// do hold the value (a hash collision only costs a skipped row); an
-// unfiltered page scans events by time.
-//
-// Cost. Indexing is the largest share of what the trail costs a request,
-// so it is done in bulk, off the request path: records are queued when
-// their segment write is durable and inserted in batches of up to
-// indexBatchMax, at most indexDelay after the first one waits, with
-// multi-row INSERTs; a lookup (or the sealer) waiting for a record cuts
-// the delay short. The index commits with synchronous=NORMAL: a crash of
-// the process loses nothing, a power loss may lose the last commits but
-// never corrupts the file. That is safe because the index is derived: the
-// records it may lose are still in write-ahead segments, which recovery
-// re-indexes, and a segment is removed only after a barrier commit with
-// synchronous=FULL has made its records durable in the index.
+// A filtered page looks the value up per source (segment or file), newest
+// source first, and keeps the records that do hold the value (a hash
+// collision only costs a skipped record); once a page is full, files
+// older than its last event are not opened. A crash loses no coverage: a
+// segment is removed only after its index file is durable, and recovery
+// seals (and indexes) the segments it finds; an index file that is
+// missing or damaged is rebuilt from its log file on start (with the
+// records in the index file itself), one whose log file is gone is
+// deleted. The SQLite index of earlier versions (state/index.db) is
+// deleted on start.
+
+// memKey is an attribute value: its code and the value itself.
+type memKey struct {
+	code uint8
+	v    string
+}
+
+// memSegment indexes the records of one write-ahead segment: it only
+// keeps them, in commit order; a lookup scans them (a segment holds at
+// most FileMaxEvents records, and a scan of 10,000 takes well under a
+// millisecond), so that indexing costs the committer an append.
+type memSegment struct {
+	unique     string
+	recs       []memRecord
+	minT, maxT int64
+}
+
+type memRecord struct {
+	t     int64
+	eid   string
+	data  []byte
+	attrs [][2]string
+}
+
+// index is the LookupEvents index; see the comment above.
+type index struct {
+	dir      string // state/index
+	tmpDir   string
+	auditDir string // where the log files are
+	log      *slog.Logger
+
+	mu     sync.RWMutex
+	mem    []*memSegment   // oldest first
+	files  []*sealedFile   // newest (maxT) first
+	byUniq map[string]bool // uniques of sealed, to replace a file in place
+
+	cache keyCache
+	blk   blockCache
+}
+
+// openIndex opens the index directory (state/index), deleting the SQLite
+// index of earlier versions if it is there. load must follow.
+func openIndex(dir, tmpDir string, log *slog.Logger) (*index, error) {
+	state := filepath.Dir(dir)
+	if _, err := os.Stat(filepath.Join(state, "index.db")); err == nil {
+		for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
+			if err := os.Remove(filepath.Join(state, "index.db"+suffix)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("index: %w", err)
+			}
+		}
+		log.Info("audit: deleted the SQLite LookupEvents index of an earlier version (state/index.db); the index files replace it")
+	}
+	if err := mkdirAllSync(dir); err != nil {
+		return nil, fmt.Errorf("index: %w", err)
+	}
+	return &index{dir: dir, tmpDir: tmpDir, log: log, byUniq: map[string]bool{}, cache: keyCache{budget: keyCacheBudget}}, nil
+}
+
+// load opens the index file of every log file of the trail, rebuilding
+// the ones that are missing or damaged from their log files, and deletes
+// index files whose log file is gone.
+func (x *index) load(dir string, tr trail) error {
+	x.auditDir = dir
+	files, err := listObjects(dir, tr, logKind, time.Time{}, time.Time{})
+	if err != nil {
+		return err
+	}
+	have := map[string]bool{}
+	ents, err := os.ReadDir(x.dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if u, ok := strings.CutSuffix(e.Name(), idxSuffix); ok {
+			have[u] = true
+		}
+	}
+	rebuilt, events := 0, 0
+	for _, o := range files {
+		u, ok := objectUnique(o.name)
+		if o.t.IsZero() || !ok {
+			continue
+		}
+		p := filepath.Join(x.dir, u+idxSuffix)
+		delete(have, u)
+		f, err := openSealedFile(p, o.name)
+		if err == nil {
+			x.mu.Lock()
+			x.files = append(x.files, f)
+			x.byUniq[f.unique] = true
+			x.mu.Unlock()
+			continue
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			x.log.Warn("audit: an index file is damaged; rebuilding it from its log file", "file", p, "error", err)
+		}
+		recs, err := readLogFile(filepath.Join(dir, filepath.FromSlash(o.name)))
+		if err != nil {
+			x.log.Error("audit: index rebuild skips an unreadable log file", "file", o.name, "error", err)
+			continue
+		}
+		raw := make([][]byte, len(recs))
+		for i, r := range recs {
+			raw[i] = r
+		}
+		if err := x.writeSealed(u, o.name, raw, nil, nil); err != nil {
+			return fmt.Errorf("rebuild the index of %s: %w", o.name, err)
+		}
+		rebuilt++
+		events += len(recs)
+	}
+	x.mu.Lock()
+	slices.SortStableFunc(x.files, func(a, b *sealedFile) int { return cmpInt(b.hdr.MaxT, a.hdr.MaxT) })
+	x.mu.Unlock()
+	for u := range have {
+		// Its log file is gone (retention interrupted, or removed).
+		os.Remove(filepath.Join(x.dir, u+idxSuffix))
+	}
+	if rebuilt > 0 {
+		x.log.Info("audit: rebuilt LookupEvents index files from the log files", "files", rebuilt, "events", events)
+	}
+	return nil
+}
+
+// objectUnique returns the unique part of a log file's name.
+func objectUnique(obj string) (string, bool) {
+	base := strings.TrimSuffix(obj[strings.LastIndexByte(obj, '/')+1:], objectSuffix)
+	i := strings.LastIndexByte(base, '_')
+	if i < 0 || len(base)-i-1 != 16 {
+		return "", false
+	}
+	return base[i+1:], true
+}
+
+// enqueue indexes records of segment unique whose group commit is
+// durable. Only the committer calls it.
+func (x *index) enqueue(unique string, es []entry) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	var m *memSegment
+	if n := len(x.mem); n > 0 && x.mem[n-1].unique == unique {
+		m = x.mem[n-1]
+	} else {
+		m = &memSegment{unique: unique, minT: 1<<63 - 1, maxT: -1 << 63}
+		x.mem = append(x.mem, m)
+	}
+	if m.recs == nil {
+		m.recs = make([]memRecord, 0, max(len(es), 1024))
+	}
+	for _, e := range es {
+		m.recs = append(m.recs, memRecord{t: e.meta.t, eid: e.meta.eventID, data: e.data, attrs: e.meta.attrs})
+		m.minT, m.maxT = min(m.minT, e.meta.t), max(m.maxT, e.meta.t)
+	}
+}
+
+// backlog is the number of durable records not yet indexed: none, since
+// records are indexed in memory as they become durable.
+// sealed indexes the records of segment unique, now in log file obj, in
+// an index file, durably, and then forgets the segment's records in
+// memory. layout is where the records lie in the log file, nil when it is
+// not known (the log file was written before a crash): the index file
+// then holds the records itself. If the index file cannot be written, the
+// records stay indexed in memory (and the next start rebuilds the file).
+func (x *index) sealed(unique, obj string, recs [][]byte, layout *logLayout) error {
+	x.mu.RLock()
+	var metas []eventMeta
+	for _, m := range x.mem {
+		if m.unique == unique && len(m.recs) == len(recs) {
+			metas = make([]eventMeta, len(recs))
+			for i, r := range m.recs[:len(recs)] {
+				metas[i] = eventMeta{t: r.t, eventID: r.eid, attrs: r.attrs}
+			}
+		}
+	}
+	x.mu.RUnlock()
+	if err := x.writeSealed(unique, obj, recs, metas, layout); err != nil {
+		return err
+	}
+	x.mu.Lock()
+	x.mem = slices.DeleteFunc(x.mem, func(m *memSegment) bool { return m.unique == unique })
+	x.mu.Unlock()
+	return nil
+}
+
+// writeSealed writes the index file of log file obj (metas nil: parsed
+// from recs) and installs it.
+func (x *index) writeSealed(unique, obj string, recs [][]byte, metas []eventMeta, layout *logLayout) error {
+	data, err := buildIndexFile(obj, recs, metas, layout)
+	if err != nil {
+		return err
+	}
+	p := filepath.Join(x.dir, unique+idxSuffix)
+	if err := writeFileAtomic(x.tmpDir, p, data, 0o600); err != nil {
+		return err
+	}
+	f, err := parseSealedFile(p, obj, data)
+	if err != nil {
+		return err
+	}
+	x.install(f)
+	return nil
+}
+
+// install adds (or replaces) a sealed file, keeping x.files ordered by
+// maxT, newest first.
+func (x *index) install(f *sealedFile) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.byUniq[f.unique] {
+		x.files = slices.DeleteFunc(x.files, func(g *sealedFile) bool {
+			if g.unique == f.unique {
+				x.cache.drop(g)
+				return true
+			}
+			return false
+		})
+	}
+	x.byUniq[f.unique] = true
+	i, _ := slices.BinarySearchFunc(x.files, f, func(a, b *sealedFile) int { return cmpInt(b.hdr.MaxT, a.hdr.MaxT) })
+	x.files = slices.Insert(x.files, i, f)
+}
+
+// deleteBefore drops the index files of log files that retention deleted
+// (before t).
+func (x *index) deleteBefore(t time.Time) error {
+	x.mu.Lock()
+	var gone []*sealedFile
+	x.files = slices.DeleteFunc(x.files, func(f *sealedFile) bool {
+		if ot, _, ok := objectTime(f.object); ok && !ot.Before(t) {
+			return false
+		}
+		if _, err := os.Stat(filepath.Join(x.auditDir, filepath.FromSlash(f.object))); !errors.Is(err, fs.ErrNotExist) {
+			return false
+		}
+		gone = append(gone, f)
+		delete(x.byUniq, f.unique)
+		return true
+	})
+	x.mu.Unlock()
+	var errs []error
+	for _, f := range gone {
+		x.cache.drop(f)
+		if err := os.Remove(f.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if len(gone) > 0 {
+		errs = append(errs, syncDir(x.dir))
+	}
+	return errors.Join(errs...)
+}
+
+// count is the number of records indexed (tests).
+func (x *index) count() int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	n := 0
+	for _, m := range x.mem {
+		n += len(m.recs)
+	}
+	for _, f := range x.files {
+		n += f.hdr.Count
+	}
+	return n
+}
+
+func (x *index) close() error { return nil }
+
+// indexQuery is one page of a lookup.
+type indexQuery struct {
+	key, value string // "" key: no filter
+	start, end int64  // inclusive, Unix seconds
+	// The cursor: only events ordered before (beforeT, beforeE).
+	beforeT   int64
+	beforeE   string
+	hasCursor bool
+	limit     int
+}
+
+type indexRow struct {
+	t      int64
+	eid    string
+	record []byte
+}
+
+// bound is the exclusive upper end of a page: events ordered before
+// (t, e); with top, every event of time t and before.
+type bound struct {
+	t   int64
+	e   string
+	top bool
+}
+
+func (b bound) below(t int64, e string) bool {
+	if b.top {
+		return t <= b.t
+	}
+	return t < b.t || (t == b.t && e < b.e)
+}
+
+func rowAfter(a, b indexRow) bool { return a.t > b.t || (a.t == b.t && a.eid > b.eid) }
+
+// mergeRows merges rows into page (newest first), dropping duplicates
+// (the same record in two log files, after a crash between the sealing of
+// a segment and its removal), and keeps limit. A page stays full: each
+// source gives its own newest limit records, so every record of the
+// merged newest limit is among them.
+func mergeRows(page, rows []indexRow, limit int) []indexRow {
+	page = append(page, rows...)
+	slices.SortFunc(page, func(a, b indexRow) int {
+		switch {
+		case rowAfter(a, b):
+			return -1
+		case rowAfter(b, a):
+			return 1
+		}
+		return 0
+	})
+	page = slices.CompactFunc(page, func(a, b indexRow) bool { return a.t == b.t && a.eid == b.eid })
+	return page[:min(len(page), limit)]
+}
+
+// query returns the page q asks for: its newest q.limit records.
+func (x *index) query(q indexQuery) ([]indexRow, error) {
+	b := bound{t: q.end, top: true}
+	if q.hasCursor && b.below(q.beforeT, q.beforeE) {
+		b = bound{t: q.beforeT, e: q.beforeE}
+	}
+	code := uint8(attrCodes[q.key])
+	// The segments' records so far: the committer only appends.
+	x.mu.RLock()
+	mem := make([]memSegment, 0, len(x.mem))
+	for _, m := range x.mem {
+		if m.maxT >= q.start && m.minT <= b.t {
+			mem = append(mem, memSegment{recs: m.recs[:len(m.recs):len(m.recs)]})
+		}
+	}
+	files := slices.Clone(x.files)
+	x.mu.RUnlock()
+	var page []indexRow
+	for _, m := range mem {
+		page = mergeRows(page, m.top(q, b), q.limit)
+	}
+	for _, f := range files {
+		if len(page) == q.limit && page[len(page)-1].t > f.hdr.MaxT {
+			break // this file and the ones after it hold only older events
+		}
+		if f.hdr.MaxT < q.start || f.hdr.MinT > b.t || f.hdr.Count == 0 {
+			continue
+		}
+		rows, err := x.top(f, q, code, b)
+		if err != nil {
+			return nil, err
+		}
+		page = mergeRows(page, rows, q.limit)
+	}
+	return page, nil
+}
+
+// top returns the newest q.limit matching records of m below b.
+func (m *memSegment) top(q indexQuery, b bound) []indexRow {
+	var page []indexRow
+	for i := len(m.recs) - 1; i >= 0; i-- {
+		r := &m.recs[i]
+		if r.t < q.start || !b.below(r.t, r.eid) {
+			continue
+		}
+		if len(page) == q.limit && (r.t < page[q.limit-1].t || r.t == page[q.limit-1].t && r.eid < page[q.limit-1].eid) {
+			continue
+		}
+		if !r.holds(q.key, q.value) {
+			continue
+		}
+		row := indexRow{t: r.t, eid: r.eid, record: r.data}
+		// Insert in order (pages are at most 51 rows).
+		j, _ := slices.BinarySearchFunc(page, row, func(a, b indexRow) int {
+			if rowAfter(a, b) {
+				return -1
+			}
+			return 1
+		})
+		page = slices.Insert(page, j, row)
+		if len(page) > q.limit {
+			page = page[:q.limit]
+		}
+	}
+	return page
+}
+
+func (r *memRecord) holds(key, value string) bool {
+	switch key {
+	case "":
+		return true
+	case AttrEventID:
+		return r.eid == value
+	}
+	for _, a := range r.attrs {
+		if a[1] == value && a[0] == key {
+			return true
+		}
+	}
+	return false
+}
 
 // Lookup attribute keys (LookupAttributeKey) and their codes in attrs.
 const (
@@ -128,137 +532,6 @@ func metaOfJSON(data []byte) (eventMeta, error) {
 	return metaOf(&ev), nil
 }
 
-type queued struct {
-	e   entry
-	seq uint64
-}
-
-// Batching of the asynchronous index writes (see the package comment).
-const (
-	indexBatchMax = 8192
-	indexDelay    = 200 * time.Millisecond
-	// Rows per multi-row INSERT: 4 parameters each, far below SQLite's
-	// limit on parameters (32766).
-	eventsPerInsert = 128
-	attrsPerInsert  = 512
-)
-
-type index struct {
-	w, r  *sql.DB
-	log   *slog.Logger
-	fresh bool
-	delay time.Duration // indexDelay; tests may shorten it
-
-	mu      sync.Mutex
-	queue   []queued
-	since   time.Time // when the oldest queued record was queued
-	waiters int       // callers of waitFor: they cut the batching delay short
-	indexed uint64
-	changed chan struct{} // closed and replaced when indexed moves or the queue grows
-	closing bool
-	done    chan struct{}
-
-	// Writer-goroutine state of the bulk insert path.
-	nextID                int64 // the next events.id; 0 until read from the table
-	eventsStmt, attrsStmt *sql.Stmt
-}
-
-func openIndex(path string, log *slog.Logger) (*index, error) {
-	_, statErr := os.Stat(path)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("index: %w", err)
-	}
-	f.Close()
-	uri := func(q url.Values) string {
-		return (&url.URL{Scheme: "file", Path: filepath.ToSlash(path), RawQuery: q.Encode()}).String()
-	}
-	w, err := sql.Open("sqlite", uri(url.Values{
-		"_busy_timeout": {"10000"}, "_journal_mode": {"WAL"}, "_synchronous": {"NORMAL"}, "_txlock": {"immediate"},
-		// A larger page cache than SQLite's 2 MiB default: the attrs
-		// B-tree's insertion points are spread over many pages.
-		"_pragma": {"cache_size(-8192)"},
-	}))
-	if err != nil {
-		return nil, fmt.Errorf("index: %w", err)
-	}
-	w.SetMaxOpenConns(1)
-	w.SetConnMaxLifetime(0)
-	x := &index{w: w, log: log, delay: indexDelay, changed: make(chan struct{}), done: make(chan struct{})}
-	ctx := context.Background()
-	// An index of the first layout (attribute values as text) is dropped
-	// and rebuilt from the log files.
-	var oldLayout int
-	if err := w.QueryRowContext(ctx, `SELECT COUNT(*) FROM pragma_table_info('attrs') WHERE name = 'v'`).Scan(&oldLayout); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("index: %w", err)
-	}
-	var stmts []string
-	if oldLayout > 0 {
-		log.Info("audit: the LookupEvents index has an older layout; rebuilding it")
-		stmts = append(stmts, `DROP TABLE attrs`, `DROP TABLE events`, `DROP TABLE IF EXISTS meta`)
-	}
-	stmts = append(stmts,
-		`CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY, t INTEGER NOT NULL, event_id TEXT NOT NULL UNIQUE, record BLOB NOT NULL)`,
-		`CREATE INDEX IF NOT EXISTS events_t ON events(t)`,
-		`CREATE TABLE IF NOT EXISTS attrs(k INTEGER NOT NULL, h INTEGER NOT NULL, t INTEGER NOT NULL, id INTEGER NOT NULL, PRIMARY KEY(k, h, t, id)) WITHOUT ROWID`,
-		`CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL)`,
-	)
-	for _, q := range stmts {
-		if _, err := w.ExecContext(ctx, q); err != nil {
-			w.Close()
-			return nil, fmt.Errorf("index: %w", err)
-		}
-	}
-	var built string
-	err = w.QueryRowContext(ctx, `SELECT v FROM meta WHERE k = 'built'`).Scan(&built)
-	x.fresh = errors.Is(statErr, fs.ErrNotExist) || errors.Is(err, sql.ErrNoRows)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		w.Close()
-		return nil, fmt.Errorf("index: %w", err)
-	}
-	x.r, err = sql.Open("sqlite", uri(url.Values{"mode": {"ro"}, "_busy_timeout": {"10000"}}))
-	if err != nil {
-		w.Close()
-		return nil, fmt.Errorf("index: %w", err)
-	}
-	x.r.SetMaxOpenConns(4)
-	x.r.SetMaxIdleConns(4)
-	return x, nil
-}
-
-// rebuild indexes every log file of the trail (after the index was lost)
-// and marks the index built.
-func (x *index) rebuild(dir string, tr trail) error {
-	files, err := listObjects(dir, tr, logKind, time.Time{}, time.Time{})
-	if err != nil {
-		return err
-	}
-	n := 0
-	for _, o := range files {
-		if o.t.IsZero() {
-			continue
-		}
-		recs, err := readLogFile(filepath.Join(dir, filepath.FromSlash(o.name)))
-		if err != nil {
-			x.log.Error("audit: index rebuild skips an unreadable log file", "file", o.name, "error", err)
-			continue
-		}
-		if err := x.insertRecords(recs); err != nil {
-			return err
-		}
-		n += len(recs)
-	}
-	if _, err := x.w.Exec(`INSERT OR REPLACE INTO meta(k, v) VALUES('built', ?)`, time.Now().UTC().Format(time.RFC3339)); err != nil {
-		return err
-	}
-	if n > 0 {
-		x.log.Info("audit: rebuilt the LookupEvents index from the log files", "files", len(files), "events", n)
-	}
-	x.fresh = false
-	return nil
-}
-
 // readLogFile returns the records of a CloudTrail log file.
 func readLogFile(p string) ([]json.RawMessage, error) {
 	raw, err := os.ReadFile(p)
@@ -286,387 +559,6 @@ func parseLogFile(raw []byte) ([]json.RawMessage, error) {
 	return lf.Records, nil
 }
 
-// insertNow indexes records synchronously (recovery, rebuild).
-func (x *index) insertNow(recs [][]byte) error {
-	var es []entry
-	for _, r := range recs {
-		m, err := metaOfJSON(r)
-		if err != nil {
-			continue
-		}
-		es = append(es, entry{data: r, meta: m})
-	}
-	return x.insert(es)
-}
-
-func (x *index) insert(es []entry) error {
-	if len(es) == 0 {
-		return nil
-	}
-	ctx := context.Background()
-	tx, err := x.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	ev, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO events(t, event_id, record) VALUES(?, ?, ?)`)
-	if err != nil {
-		return err
-	}
-	defer ev.Close()
-	at, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO attrs(k, h, t, id) VALUES(?, ?, ?, ?)`)
-	if err != nil {
-		return err
-	}
-	defer at.Close()
-	for _, e := range es {
-		res, err := ev.ExecContext(ctx, e.meta.t, e.meta.eventID, e.data)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			continue // indexed before (recovery)
-		}
-		id, err := res.LastInsertId()
-		if err != nil {
-			return err
-		}
-		for _, a := range e.meta.attrs {
-			if _, err := at.ExecContext(ctx, attrCodes[a[0]], attrHash(a[1]), e.meta.t, id); err != nil {
-				return err
-			}
-		}
-	}
-	return tx.Commit()
-}
-
-// insertRecords is insertNow for already-parsed records.
-func (x *index) insertRecords(recs []json.RawMessage) error {
-	b := make([][]byte, len(recs))
-	for i, r := range recs {
-		b[i] = r
-	}
-	return x.insertNow(b)
-}
-
-func (x *index) start() { go x.run() }
-
-func (x *index) enqueue(es []entry, first uint64) {
-	x.mu.Lock()
-	if len(x.queue) == 0 {
-		x.since = time.Now()
-	}
-	for i, e := range es {
-		x.queue = append(x.queue, queued{e: e, seq: first + uint64(i)})
-	}
-	x.signal()
-	x.mu.Unlock()
-}
-
-// signal wakes waiters; x.mu is held.
-func (x *index) signal() {
-	close(x.changed)
-	x.changed = make(chan struct{})
-}
-
-func (x *index) run() {
-	defer close(x.done)
-	backoff := 100 * time.Millisecond
-	for {
-		x.mu.Lock()
-		for !x.closing {
-			if len(x.queue) >= indexBatchMax || (len(x.queue) > 0 && (x.waiters > 0 || time.Since(x.since) >= x.delay)) {
-				break
-			}
-			ch := x.changed
-			var timer *time.Timer
-			var timeout <-chan time.Time
-			if len(x.queue) > 0 {
-				timer = time.NewTimer(x.delay - time.Since(x.since))
-				timeout = timer.C
-			}
-			x.mu.Unlock()
-			select {
-			case <-ch:
-			case <-timeout:
-			}
-			if timer != nil {
-				timer.Stop()
-			}
-			x.mu.Lock()
-		}
-		if len(x.queue) == 0 && x.closing {
-			x.mu.Unlock()
-			return
-		}
-		n := min(len(x.queue), indexBatchMax)
-		batch := make([]entry, n)
-		for i := range n {
-			batch[i] = x.queue[i].e
-		}
-		last := x.queue[n-1].seq
-		closing := x.closing
-		x.mu.Unlock()
-		if err := x.insertFresh(batch); err != nil {
-			x.log.Error("audit: indexing records failed; retrying", "records", n, "error", err)
-			if closing {
-				return // the segments keep them; the next start re-indexes
-			}
-			time.Sleep(backoff)
-			backoff = min(backoff*2, 10*time.Second)
-			continue
-		}
-		backoff = 100 * time.Millisecond
-		x.mu.Lock()
-		x.queue = x.queue[n:]
-		if len(x.queue) == 0 {
-			x.queue = nil
-		} else {
-			x.since = time.Now()
-		}
-		x.indexed = last
-		x.signal()
-		x.mu.Unlock()
-	}
-}
-
-// insertFresh indexes records that were never indexed before (the queue
-// holds only records committed by this process) in one transaction with
-// multi-row INSERTs: per record one events row, whose id the writer
-// assigns, and its attrs rows. A record that is somehow there already is
-// skipped (OR IGNORE); its attrs rows then point at no event and are never
-// returned, since lookups join on events.
-func (x *index) insertFresh(es []entry) error {
-	ctx := context.Background()
-	if x.eventsStmt == nil {
-		var err error
-		if x.eventsStmt, err = x.w.PrepareContext(ctx, multiInsert(`INSERT OR IGNORE INTO events(id, t, event_id, record) VALUES`, 4, eventsPerInsert)); err != nil {
-			return err
-		}
-		if x.attrsStmt, err = x.w.PrepareContext(ctx, multiInsert(`INSERT OR IGNORE INTO attrs(k, h, t, id) VALUES`, 4, attrsPerInsert)); err != nil {
-			return err
-		}
-	}
-	tx, err := x.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if x.nextID == 0 {
-		var maxID int64
-		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM events`).Scan(&maxID); err != nil {
-			return err
-		}
-		x.nextID = maxID + 1
-	}
-	id := x.nextID
-	evArgs := make([]any, 0, 4*eventsPerInsert)
-	atArgs := make([]any, 0, 4*attrsPerInsert)
-	flush := func(stmt *sql.Stmt, args []any, one string, full int) error {
-		if len(args) == 4*full {
-			_, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, args...)
-			return err
-		}
-		for i := 0; i < len(args); i += 4 {
-			if _, err := tx.ExecContext(ctx, one, args[i:i+4]...); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	flushEvents := func() error {
-		err := flush(x.eventsStmt, evArgs, `INSERT OR IGNORE INTO events(id, t, event_id, record) VALUES(?, ?, ?, ?)`, eventsPerInsert)
-		evArgs = evArgs[:0]
-		return err
-	}
-	flushAttrs := func() error {
-		err := flush(x.attrsStmt, atArgs, `INSERT OR IGNORE INTO attrs(k, h, t, id) VALUES(?, ?, ?, ?)`, attrsPerInsert)
-		atArgs = atArgs[:0]
-		return err
-	}
-	for _, e := range es {
-		evArgs = append(evArgs, id, e.meta.t, e.meta.eventID, e.data)
-		if len(evArgs) == cap(evArgs) {
-			if err := flushEvents(); err != nil {
-				return err
-			}
-		}
-		for _, a := range e.meta.attrs {
-			atArgs = append(atArgs, attrCodes[a[0]], attrHash(a[1]), e.meta.t, id)
-			if len(atArgs) == cap(atArgs) {
-				if err := flushAttrs(); err != nil {
-					return err
-				}
-			}
-		}
-		id++
-	}
-	if err := flushEvents(); err != nil {
-		return err
-	}
-	if err := flushAttrs(); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return err
-	}
-	x.nextID = id
-	return nil
-}
-
-// multiInsert returns prefix followed by rows groups of cols placeholders.
-func multiInsert(prefix string, cols, rows int) string {
-	group := "(" + strings.Repeat("?, ", cols-1) + "?)"
-	return prefix + " " + strings.Repeat(group+", ", rows-1) + group
-}
-
-// barrier makes every record indexed so far durable (see the package
-// comment): one commit with synchronous=FULL syncs the whole WAL. The
-// writer connection is held throughout, so the pragma applies to that
-// commit alone.
-func (x *index) barrier(ctx context.Context) error {
-	c, err := x.w.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if _, err := c.ExecContext(ctx, `PRAGMA synchronous = FULL`); err != nil {
-		return err
-	}
-	_, err = c.ExecContext(ctx, `INSERT OR REPLACE INTO meta(k, v) VALUES('synced', ?)`, time.Now().UTC().Format(time.RFC3339Nano))
-	if _, err2 := c.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err == nil {
-		err = err2
-	}
-	return err
-}
-
-// waitFor waits until the record with sequence number seq is indexed, or
-// timeout passes; it reports whether it is.
-func (x *index) waitFor(seq uint64, timeout time.Duration) bool {
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	x.mu.Lock()
-	x.waiters++
-	x.signal()
-	x.mu.Unlock()
-	defer func() {
-		x.mu.Lock()
-		x.waiters--
-		x.mu.Unlock()
-	}()
-	for {
-		x.mu.Lock()
-		ok, ch := x.indexed >= seq, x.changed
-		x.mu.Unlock()
-		if ok {
-			return true
-		}
-		select {
-		case <-ch:
-		case <-timer.C:
-			return false
-		}
-	}
-}
-
-func (x *index) close() error {
-	x.mu.Lock()
-	x.closing = true
-	x.signal()
-	x.mu.Unlock()
-	select {
-	case <-x.done:
-	case <-time.After(30 * time.Second):
-	}
-	return errors.Join(x.r.Close(), x.w.Close())
-}
-
-// deleteBefore drops records older than t (retention).
-func (x *index) deleteBefore(t time.Time) error {
-	ctx := context.Background()
-	tx, err := x.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `DELETE FROM attrs WHERE t < ?`, t.Unix()); err != nil {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM events WHERE t < ?`, t.Unix()); err != nil {
-		return err
-	}
-	return tx.Commit()
-}
-
-// indexQuery is one page of a lookup.
-type indexQuery struct {
-	key, value string // "" key: no filter
-	start, end int64  // inclusive, Unix seconds
-	// before is the cursor: only events ordered before (t, id).
-	beforeT, beforeID int64
-	limit             int
-}
-
-type indexRow struct {
-	id, t  int64
-	record []byte
-}
-
-func (x *index) query(ctx context.Context, q indexQuery) ([]indexRow, error) {
-	upT, upID := q.end, int64(math.MaxInt64)
-	if q.beforeT != 0 || q.beforeID != 0 {
-		if q.beforeT < upT || (q.beforeT == upT && q.beforeID < upID) {
-			upT, upID = q.beforeT, q.beforeID
-		}
-	}
-	switch {
-	case q.key == "":
-		return x.rows(ctx, `SELECT id, t, record FROM events
-			WHERE t >= ? AND (t, id) < (?, ?) ORDER BY t DESC, id DESC LIMIT ?`, q.start, upT, upID, q.limit)
-	case q.key == AttrEventID:
-		return x.rows(ctx, `SELECT id, t, record FROM events
-			WHERE event_id = ? AND t >= ? AND (t, id) < (?, ?) LIMIT ?`, q.value, q.start, upT, upID, q.limit)
-	}
-	// By the value's hash, keeping the records that hold the value; a
-	// collision skips a row, so read on until the page is full.
-	var out []indexRow
-	for {
-		rows, err := x.rows(ctx, `SELECT e.id, e.t, e.record FROM attrs a JOIN events e ON e.id = a.id
-			WHERE a.k = ? AND a.h = ? AND a.t >= ? AND (a.t, a.id) < (?, ?)
-			ORDER BY a.t DESC, a.id DESC LIMIT ?`, attrCodes[q.key], attrHash(q.value), q.start, upT, upID, q.limit)
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range rows {
-			if holds(r.record, q.key, q.value) {
-				out = append(out, r)
-			}
-		}
-		if len(rows) < q.limit || len(out) >= q.limit {
-			return out[:min(len(out), q.limit)], nil
-		}
-		last := rows[len(rows)-1]
-		upT, upID = last.t, last.id
-	}
-}
-
-func (x *index) rows(ctx context.Context, query string, args ...any) ([]indexRow, error) {
-	rows, err := x.r.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []indexRow
-	for rows.Next() {
-		var r indexRow
-		if err := rows.Scan(&r.id, &r.t, &r.record); err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
-}
-
 // attrHash is the key of an attribute value in attrs: the first 8 bytes
 // of its SHA-256, so that nobody can choose a value colliding with
 // another's (a collision would only cost lookups a skipped row).
@@ -687,4 +579,14 @@ func holds(record []byte, key, value string) bool {
 		}
 	}
 	return false
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }

@@ -95,8 +95,8 @@ func (e *LookupError) Error() string { return e.Code + ": " + e.Message }
 const lookupMaxDefault = 50
 
 // Lookup answers a LookupEvents request from the index. Records that are
-// durable when it is called are found (it waits briefly for the index to
-// catch up).
+// durable when it is called are found (the index takes them in as their
+// group commit completes).
 func (s *Store) Lookup(ctx context.Context, in LookupInput) (LookupOutput, error) {
 	q := indexQuery{key: in.AttributeKey, value: in.AttributeValue, start: math.MinInt64, end: math.MaxInt64}
 	if in.AttributeKey != "" && in.AttributeKey != AttrEventID && attrCodes[in.AttributeKey] == 0 {
@@ -128,12 +128,14 @@ func (s *Store) Lookup(ctx context.Context, in LookupInput) (LookupOutput, error
 		if !ok || c.F != fp {
 			return LookupOutput{}, &LookupError{"InvalidNextTokenException", "Invalid NextToken: it was not issued for these parameters"}
 		}
-		q.beforeT, q.beforeID = c.T, c.ID
+		q.beforeT, q.beforeE, q.hasCursor = c.T, c.E, true
 	}
-	s.idx.waitFor(s.committed.Load(), 2*time.Second)
+	if err := ctx.Err(); err != nil {
+		return LookupOutput{}, err
+	}
 	want := q.limit
 	q.limit++
-	rows, err := s.idx.query(ctx, q)
+	rows, err := s.idx.query(q)
 	if err != nil {
 		return LookupOutput{}, fmt.Errorf("audit: lookup: %w", err)
 	}
@@ -141,12 +143,12 @@ func (s *Store) Lookup(ctx context.Context, in LookupInput) (LookupOutput, error
 	for i, r := range rows {
 		if i == want {
 			last := rows[want-1]
-			out.NextToken = encodeToken(cursor{T: last.t, ID: last.id, F: fp})
+			out.NextToken = encodeToken(cursor{T: last.t, E: last.eid, F: fp})
 			break
 		}
 		ev, err := lookupEventOf(r.record)
 		if err != nil {
-			return LookupOutput{}, fmt.Errorf("audit: lookup: stored record %d: %w", r.id, err)
+			return LookupOutput{}, fmt.Errorf("audit: lookup: stored record %s: %w", r.eid, err)
 		}
 		out.Events = append(out.Events, ev)
 	}
@@ -175,11 +177,12 @@ func lookupEventOf(record []byte) (LookupEvent, error) {
 }
 
 // cursor is the position a NextToken carries: the last event returned
-// (time, index id), bound to the request's parameters by F.
+// (time, eventID: the index's order), bound to the request's parameters
+// by F.
 type cursor struct {
-	T  int64  `json:"t"`
-	ID int64  `json:"i"`
-	F  string `json:"f"`
+	T int64  `json:"t"`
+	E string `json:"e"`
+	F string `json:"f"`
 }
 
 func encodeToken(c cursor) string {

@@ -2,10 +2,11 @@ package audit
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
+	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -135,18 +136,19 @@ func TestLookupErrors(t *testing.T) {
 	}
 }
 
-// TestLookupSkipsHashCollisions: attrs rows are keyed by the value's hash;
-// a row whose record does not hold the value (as a collision would give)
-// is skipped, and pages still fill up.
+// TestLookupSkipsHashCollisions: index files key postings by the value's
+// hash; a posting whose record does not hold the value (as a collision
+// would give) is skipped, and pages still fill up.
 func TestLookupSkipsHashCollisions(t *testing.T) {
 	t.Parallel()
 	s := seededStore(t, 200)
-	s.idx.waitFor(s.committed.Load(), 10*time.Second)
-	// Every record also claims, by hash, to be a PutImage event.
-	if _, err := s.idx.w.Exec(`INSERT OR IGNORE INTO attrs(k, h, t, id) SELECT ?, ?, t, id FROM events`,
-		attrCodes[AttrEventName], attrHash("PutImage")); err != nil {
+	if err := s.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	// Every record also claims, by hash, to be a PutImage event.
+	forgeIndexFiles(t, s, func(m *eventMeta) {
+		m.attrs = append(m.attrs, [2]string{AttrEventName, "PutImage"})
+	})
 	var n int
 	in := LookupInput{AttributeKey: AttrEventName, AttributeValue: "PutImage", MaxResults: 7}
 	for {
@@ -173,9 +175,40 @@ func TestLookupSkipsHashCollisions(t *testing.T) {
 	}
 }
 
-// TestIndexOfOldLayoutRebuilt: an index whose attrs hold values as text
-// (the first layout) is dropped and rebuilt from the log files.
-func TestIndexOfOldLayoutRebuilt(t *testing.T) {
+// forgeIndexFiles rewrites every index file of s (with the records in the
+// index file) from its log file, with metadata changed by forge.
+func forgeIndexFiles(t *testing.T, s *Store, forge func(*eventMeta)) {
+	t.Helper()
+	s.idx.mu.RLock()
+	files := slices.Clone(s.idx.files)
+	mem := len(s.idx.mem)
+	s.idx.mu.RUnlock()
+	if len(files) == 0 || mem != 0 {
+		t.Fatalf("%d index files, %d segments in memory; want only files", len(files), mem)
+	}
+	for _, f := range files {
+		recs, err := readLogFile(filepath.Join(s.cfg.Dir, filepath.FromSlash(f.object)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw := make([][]byte, len(recs))
+		metas := make([]eventMeta, len(recs))
+		for i, r := range recs {
+			raw[i] = r
+			if metas[i], err = metaOfJSON(r); err != nil {
+				t.Fatal(err)
+			}
+			forge(&metas[i])
+		}
+		if err := s.idx.writeSealed(f.unique, f.object, raw, metas, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestOldSQLiteIndexDeleted: the SQLite index of earlier versions is
+// deleted on start; the index files are built from the log files.
+func TestOldSQLiteIndexDeleted(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	s := newTestStore(t, dir, func(c *Config) { c.FileMaxEvents = 5 })
@@ -185,18 +218,22 @@ func TestIndexOfOldLayoutRebuilt(t *testing.T) {
 		}
 	}
 	s.Close()
-	db, err := sql.Open("sqlite", filepath.Join(dir, stateDir, "index.db"))
-	if err != nil {
+	// The state of an earlier version: an index.db, no index files.
+	if err := os.RemoveAll(filepath.Join(dir, stateDir, "index")); err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{`DROP TABLE attrs`, `CREATE TABLE attrs(k INTEGER NOT NULL, v TEXT NOT NULL, t INTEGER NOT NULL, id INTEGER NOT NULL, PRIMARY KEY(k, v, t, id)) WITHOUT ROWID`} {
-		if _, err := db.Exec(q); err != nil {
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if err := os.WriteFile(filepath.Join(dir, stateDir, "index.db"+suffix), []byte("SQLite format 3\x00"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	db.Close()
 	s = newTestStore(t, dir, nil)
 	defer s.Close()
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if fileExists(filepath.Join(dir, stateDir, "index.db"+suffix)) {
+			t.Errorf("index.db%s is still there", suffix)
+		}
+	}
 	out, err := s.Lookup(context.Background(), LookupInput{AttributeKey: AttrEventName, AttributeValue: "PutImage"})
 	if err != nil || len(out.Events) != 10 {
 		t.Fatalf("Lookup after the rebuild = %d events, %v; want 10", len(out.Events), err)

@@ -20,7 +20,7 @@ import (
 //     so the verifier accepts files older than it as expired, not
 //     deleted);
 //  3. the log-file days, then the digest days, are removed, and the index
-//     forgets the records.
+//     files of the deleted log files.
 
 // RetentionEventName is the eventName of the record of a retention
 // deletion.
@@ -94,7 +94,7 @@ func (s *Store) ApplyRetention(ctx context.Context) error {
 		pruneEmpty(filepath.Dir(d), 2)
 	}
 	if err := s.idx.deleteBefore(cutoff); err != nil {
-		s.log.Error("audit: dropping expired records from the index failed", "error", err)
+		s.log.Error("audit: deleting the index files of expired log files failed", "error", err)
 	}
 	s.log.Info("audit: retention deleted expired files", "before", cutoff, "log_files", logFiles, "digest_files", digestFiles)
 	return nil

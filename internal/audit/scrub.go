@@ -72,8 +72,17 @@ func IsSecretKey(key string) bool {
 // length and SHA-256, lists are cut at 1000 items. Nil, and an empty map,
 // give nil.
 func Scrub(v any) any {
-	if v == nil {
+	switch x := v.(type) {
+	case nil:
 		return nil
+	case map[string]any:
+		if len(x) == 0 {
+			return nil
+		}
+	case map[string]string:
+		if len(x) == 0 {
+			return nil
+		}
 	}
 	out := scrub(v, 0)
 	if m, ok := out.(map[string]any); ok && len(m) == 0 {

@@ -3,7 +3,6 @@ package audit
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -51,7 +50,7 @@ type sealer struct {
 type sealJob struct {
 	path    string
 	limit   int64  // bytes of the segment to read; 0 means all valid frames
-	lastSeq uint64 // the index must hold this record before the segment goes
+	lastSeq uint64 // the segment's last record
 	// The span of the records' eventTimes, known to the committer; ""
 	// (recovery) means the sealer reads it from the records.
 	oldest, newest string
@@ -279,25 +278,9 @@ func (sl *sealer) seal(j sealJob, recovering bool) error {
 	if err != nil {
 		return err
 	}
-	if recovering {
-		err := s.idx.insertNow(recs)
-		if err == nil {
-			err = s.idx.barrier(context.Background())
-		}
-		if err != nil {
-			s.log.Error("audit: indexing recovered records failed; LookupEvents may miss them until the index is rebuilt", "error", err)
-		}
-	} else if j.lastSeq > 0 {
-		// The segment goes once its records are in the log file; the
-		// index must hold them durably by then (see index).
-		if s.idx.waitFor(j.lastSeq, 30*time.Second) {
-			if err := s.idx.barrier(context.Background()); err != nil {
-				s.log.Error("audit: syncing the index failed; LookupEvents may miss records after a power loss until the index is rebuilt", "error", err)
-			}
-		}
-	}
 	obj, intended := sl.intents[hdr.Unique]
 	var data []byte
+	var layout *logLayout // where the records lie in the log file, if written now
 	if intended {
 		data, err = os.ReadFile(filepath.Join(s.cfg.Dir, filepath.FromSlash(obj)))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -310,13 +293,19 @@ func (sl *sealer) seal(j sealJob, recovering bool) error {
 			return err
 		}
 		sl.intents[hdr.Unique] = obj
-		data, err = buildLogFile(recs)
+		data, layout, err = buildLogFileBlocks(recs)
 		if err != nil {
 			return err
 		}
 		if err := writeFileAtomic(s.tmpDir, filepath.Join(s.cfg.Dir, filepath.FromSlash(obj)), data, 0o600); err != nil {
 			return err
 		}
+	}
+	// The segment goes once its records are in the log file; their index
+	// file must be durable by then (see index). If it cannot be written,
+	// the records stay indexed in memory and the next start rebuilds it.
+	if err := s.idx.sealed(hdr.Unique, obj, recs, layout); err != nil {
+		s.log.Error("audit: writing a LookupEvents index file failed", "file", obj, "recovering", recovering, "error", err)
 	}
 	sum := sha256.Sum256(data)
 	oldest, newest := j.oldest, j.newest
@@ -330,6 +319,9 @@ func (sl *sealer) seal(j sealJob, recovering bool) error {
 			return err
 		}
 		sl.pending = append(sl.pending, l)
+		if s.shared != nil {
+			s.shared.enqueue(l)
+		}
 	}
 	delete(sl.intents, hdr.Unique)
 	return removeSync(j.path)
@@ -338,24 +330,12 @@ func (sl *sealer) seal(j sealJob, recovering bool) error {
 // buildLogFile is a CloudTrail log file: gzip of {"Records":[...]}, at
 // gzip's fastest level: sealing runs beside the requests, and records
 // (repetitive JSON) compress about 18:1 even so (20:1 at the default).
+// It is written as gzip members of about 64 KiB of records each
+// (buildLogFileBlocks), so that LookupEvents reads a record by inflating
+// one member.
 func buildLogFile(recs [][]byte) ([]byte, error) {
-	var buf bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-	if err != nil {
-		return nil, err
-	}
-	zw.Write([]byte(`{"Records":[`))
-	for i, r := range recs {
-		if i > 0 {
-			zw.Write([]byte{','})
-		}
-		zw.Write(r)
-	}
-	zw.Write([]byte(`]}`))
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	data, _, err := buildLogFileBlocks(recs)
+	return data, err
 }
 
 // eventSpan returns the oldest and newest eventTime of records.

@@ -55,7 +55,8 @@ func parseFrames(data []byte) (frames [][]byte, valid int) {
 			return frames, valid
 		}
 		n := int(binary.BigEndian.Uint32(rest[0:]))
-		if n > maxFrame || len(rest)-frameHeader < n {
+		// No record is empty: a zero length is the preallocated tail.
+		if n == 0 || n > maxFrame || len(rest)-frameHeader < n {
 			return frames, valid
 		}
 		payload := rest[frameHeader : frameHeader+n]
@@ -80,15 +81,27 @@ type segment struct {
 	opened         time.Time // wall clock, for FileMaxAge
 }
 
-// createSegment creates a segment file with its header, durably.
-func createSegment(dir string, hdr segHeader) (*segment, error) {
+// createSegment creates a segment file with its header, durably: from a
+// spare when one is ready (see spares), else a new file.
+func createSegment(dir string, hdr segHeader, sp *spares) (*segment, error) {
 	p := filepath.Join(dir, segmentName(hdr.Created, hdr.Unique))
+	h, _ := json.Marshal(hdr)
+	buf := appendFrame(nil, h)
+	if sp != nil {
+		if f, spare := sp.take(); f != nil {
+			if err := adoptSpare(f, spare, p, buf); err != nil {
+				f.Close()
+				os.Remove(spare)
+				os.Remove(p)
+				return nil, fmt.Errorf("create segment: %w", err)
+			}
+			return &segment{f: f, path: p, hdr: hdr, size: int64(len(buf)), opened: time.Now()}, nil
+		}
+	}
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("create segment: %w", err)
 	}
-	h, _ := json.Marshal(hdr)
-	buf := appendFrame(nil, h)
 	if _, err = f.Write(buf); err == nil {
 		if err = f.Sync(); err == nil {
 			err = syncDir(dir)
@@ -107,7 +120,7 @@ func (s *segment) write(frames []byte) error {
 	if _, err := s.f.WriteAt(frames, s.size); err != nil {
 		return err
 	}
-	if err := s.f.Sync(); err != nil {
+	if err := datasync(s.f); err != nil {
 		return err
 	}
 	s.size += int64(len(frames))

@@ -3,7 +3,6 @@ package audit
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -55,6 +54,9 @@ type Config struct {
 	// DefaultSinkBacklog). A failing sink never blocks or fails Record.
 	Sinks       []Sink
 	SinkBacklog int
+	// Shared, if set, also publishes every sealed log file to the
+	// registry's shared trail (shared.go): several replicas, one record.
+	Shared *SharedConfig
 	// Now is the clock for record times and file names; nil means
 	// time.Now.
 	Now func() time.Time
@@ -133,6 +135,8 @@ type Store struct {
 	commits   atomic.Uint64 // group commits (write + fsync)
 
 	sealer *sealer
+	shared *publisher // the shared trail's publisher, or nil
+	spares *spares
 	idx    *index
 	fwd    []*forwarder
 
@@ -199,14 +203,12 @@ func NewStore(cfg Config) (*Store, error) {
 	if err := cleanDir(s.tmpDir); err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
-	s.idx, err = openIndex(filepath.Join(cfg.Dir, stateDir, "index.db"), s.log)
+	s.idx, err = openIndex(filepath.Join(cfg.Dir, stateDir, "index"), s.tmpDir, s.log)
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
-	if s.idx.fresh {
-		if err := s.idx.rebuild(cfg.Dir, s.tr); err != nil {
-			return nil, fmt.Errorf("audit: rebuild index: %w", err)
-		}
+	if err := s.idx.load(cfg.Dir, s.tr); err != nil {
+		return nil, fmt.Errorf("audit: load index: %w", err)
 	}
 	s.sealer, err = newSealer(s)
 	if err != nil {
@@ -215,10 +217,15 @@ func NewStore(cfg Config) (*Store, error) {
 	if err := s.sealer.recover(); err != nil {
 		return nil, fmt.Errorf("audit: recover: %w", err)
 	}
+	if cfg.Shared != nil {
+		if s.shared, err = newPublisher(s, cfg.Shared); err != nil {
+			return nil, fmt.Errorf("audit: shared trail: %w", err)
+		}
+	}
 	for _, sink := range cfg.Sinks {
 		s.fwd = append(s.fwd, newForwarder(sink, cfg.SinkBacklog, s.log))
 	}
-	s.idx.start()
+	s.spares = newSpares(s.tmpDir, s.log)
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.sealer.run() }()
 	go s.commitLoop()
@@ -237,16 +244,18 @@ type Stats struct {
 	// Records made durable and the group commits (one write and one
 	// fsync each) that did it since the store opened.
 	Records, Commits uint64
-	// IndexBacklog is the number of durable records not yet indexed.
-	IndexBacklog int
+	// SharedBacklog is the number of sealed log files waiting to be
+	// published to the replicas' shared trail.
+	SharedBacklog int
 }
 
 // Stats returns the store's counters.
 func (s *Store) Stats() Stats {
-	s.idx.mu.Lock()
-	backlog := len(s.idx.queue)
-	s.idx.mu.Unlock()
-	return Stats{Records: s.committed.Load(), Commits: s.commits.Load(), IndexBacklog: backlog}
+	st := Stats{Records: s.committed.Load(), Commits: s.commits.Load()}
+	if s.shared != nil {
+		st.SharedBacklog = s.shared.backlog()
+	}
+	return st
 }
 
 // PublicKey returns the key that verifies the trail's digests.
@@ -282,7 +291,7 @@ func encodeRecord(ev *Event, account string) ([]byte, error) {
 	if ev.EventID == "" {
 		ev.EventID = newEventID()
 	}
-	data, err := json.Marshal(ev)
+	data, err := appendEvent(make([]byte, 0, 1024), ev)
 	if err != nil {
 		return nil, fmt.Errorf("audit: encode record: %w", err)
 	}
@@ -356,7 +365,7 @@ func (s *Store) commitLoop() {
 func (s *Store) commit(b *batch) {
 	if s.seg == nil {
 		seg, err := createSegment(s.segDir, segHeader{Format: segmentFormat, Unique: newUnique(),
-			Created: s.now().UTC(), Account: s.cfg.AccountID, Region: s.cfg.Region})
+			Created: s.now().UTC(), Account: s.cfg.AccountID, Region: s.cfg.Region}, s.spares)
 		if err != nil {
 			s.fail(b, err)
 			return
@@ -379,7 +388,6 @@ func (s *Store) commit(b *batch) {
 	if cap(s.buf) > 4<<20 {
 		s.buf = nil
 	}
-	first := s.seq + 1
 	s.seq += uint64(len(b.entries))
 	s.seg.count += len(b.entries)
 	s.seg.lastSeq = s.seq
@@ -393,7 +401,7 @@ func (s *Store) commit(b *batch) {
 			}
 		}
 	}
-	s.idx.enqueue(b.entries, first)
+	s.idx.enqueue(s.seg.hdr.Unique, b.entries)
 	for _, f := range s.fwd {
 		f.enqueue(b.entries)
 	}
@@ -419,6 +427,7 @@ func (s *Store) rotate() {
 	}
 	s.seg = nil
 	seg.close()
+	s.spares.observe(seg.size)
 	s.sealer.submit(sealJob{path: seg.path, limit: seg.size, lastSeq: seg.lastSeq, oldest: seg.oldest, newest: seg.newest})
 }
 
@@ -469,8 +478,12 @@ func (s *Store) Close() error {
 		default:
 		}
 		<-s.committerDone
+		s.spares.close()
 		s.wg.Wait()
 		errs := []error{s.sealer.err}
+		if s.shared != nil {
+			s.shared.close(5 * time.Second)
+		}
 		for _, f := range s.fwd {
 			f.close(5 * time.Second)
 		}

@@ -414,8 +414,8 @@ func TestIndexRebuiltWhenLost(t *testing.T) {
 		}
 	}
 	s.Close()
-	for _, suffix := range []string{"", "-wal", "-shm"} {
-		os.Remove(filepath.Join(dir, stateDir, "index.db"+suffix))
+	if err := os.RemoveAll(filepath.Join(dir, stateDir, "index")); err != nil {
+		t.Fatal(err)
 	}
 	s = newTestStore(t, dir, nil)
 	defer s.Close()
@@ -425,20 +425,14 @@ func TestIndexRebuiltWhenLost(t *testing.T) {
 	}
 }
 
-// indexCount is the number of records in s's index, after it caught up.
+// indexCount is the number of records in s's index.
 func indexCount(t testing.TB, s *Store) int {
 	t.Helper()
-	s.idx.waitFor(s.committed.Load(), 10*time.Second)
-	var n int
-	if err := s.idx.r.QueryRow(`SELECT COUNT(*) FROM events`).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
+	return s.idx.count()
 }
 
-// TestIndexBulkAcrossRestarts: records indexed in bulk by concurrent
-// writers, across a restart (the writer's ids continue from the table),
-// are each found once, with their attributes.
+// TestIndexBulkAcrossRestarts: records indexed by concurrent writers,
+// across a restart, are each found once, with their attributes.
 func TestIndexBulkAcrossRestarts(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -469,10 +463,6 @@ func TestIndexBulkAcrossRestarts(t *testing.T) {
 	record(s, 700, 500)
 	if n := indexCount(t, s); n != 1200 {
 		t.Fatalf("%d records indexed after the restart, want 1200", n)
-	}
-	var orphans int
-	if err := s.idx.r.QueryRow(`SELECT COUNT(*) FROM attrs WHERE id NOT IN (SELECT id FROM events)`).Scan(&orphans); err != nil || orphans != 0 {
-		t.Fatalf("%d attribute rows without their event (%v)", orphans, err)
 	}
 	seen := map[string]bool{}
 	in := LookupInput{AttributeKey: AttrEventName, AttributeValue: "PutImage", MaxResults: 50}
