@@ -16,6 +16,8 @@ import (
 // migration adds a table that is not here.
 var Tables = []string{
 	"settings", "documents", "repositories", "blobs", "repo_blobs", "uploads", "manifests", "manifest_refs", "tags",
+	"auth_failures",             // empty on a single node (replicas' shared throttling)
+	"audit_files", "audit_head", // empty on a single node (replicas' shared audit trail)
 }
 
 // Settings that identify a deployment (internal/server).
