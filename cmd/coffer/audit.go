@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/server"
 )
 
 const auditAbout = `Audit reads the audit trail under <data>/audit: CloudTrail-format log files
@@ -28,13 +31,18 @@ and signed digest files. It only reads, so it runs beside a live server.
       2006-01-02, or a duration meaning that long ago, e.g. 24h).
       --public-key defaults to <data>/audit/signing.pub; pass a copy kept
       outside the data directory, which an intruder could not rewrite.
+      --shared verifies the replicas' shared trail instead (PostgreSQL +
+      the blob store: every replica's log files, one digest chain); its
+      key defaults to the one in the database (coffer audit public-key
+      --shared).
 
   coffer audit tail [--since T] [--follow=false]
       Print records as JSON lines as they become durable; --since first
       replays the records from T on.
 
-  coffer audit public-key
-      Print the digest-signing public key (PEM) for safekeeping.`
+  coffer audit public-key [--shared]
+      Print the digest-signing public key (PEM) for safekeeping; --shared
+      the key of the replicas' shared trail.`
 
 func runAudit(e *env, fs *flag.FlagSet, args []string) int {
 	if len(args) == 0 {
@@ -68,30 +76,32 @@ func auditFlags(e *env, sub, synopsis string) *flag.FlagSet {
 	return fs
 }
 
-// loadAudit loads the configuration and returns the data directory, or
-// an exit status (>= 0) when that failed.
-func loadAudit(e *env, fs *flag.FlagSet, args []string) (string, int) {
+// loadAudit loads the configuration, or returns an exit status (>= 0)
+// when that failed.
+func loadAudit(e *env, fs *flag.FlagSet, args []string) (config.Config, int) {
 	cfg, err := config.Load(fs, args, e.getenv)
 	if err != nil {
-		return "", e.configFailed(err)
+		return cfg, e.configFailed(err)
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(e.stderr, "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
-		return "", 2
+		return cfg, 2
 	}
-	return cfg.DataDir, -1
+	return cfg, -1
 }
 
 func auditVerify(e *env, args []string) int {
-	fs := auditFlags(e, "verify", "[--from T] [--to T] [--public-key FILE] [--json] [flags]")
+	fs := auditFlags(e, "verify", "[--from T] [--to T] [--public-key FILE] [--shared] [--json] [flags]")
 	from := fs.String("from", "", "check log files from `T` on (RFC 3339, 2006-01-02 or a duration ago)")
 	to := fs.String("to", "", "check log files up to `T`")
 	pubFile := fs.String("public-key", "", "verify with the public key in `FILE` (default <data>/audit/signing.pub)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	data, code := loadAudit(e, fs, args)
+	shared := fs.Bool("shared", false, "verify the replicas' shared trail (PostgreSQL + the blob store)")
+	cfg, code := loadAudit(e, fs, args)
 	if code >= 0 {
 		return code
 	}
+	data := cfg.DataDir
 	dir := audit.Dir(data)
 	now := time.Now()
 	fromT, err := parseWhen(*from, now)
@@ -105,15 +115,28 @@ func auditVerify(e *env, args []string) int {
 		return 2
 	}
 	keyPath := *pubFile
-	if keyPath == "" {
-		keyPath = audit.PublicKeyPath(audit.SigningKeyPath(data))
+	var pub ed25519.PublicKey
+	switch {
+	case keyPath != "" || !*shared:
+		if keyPath == "" {
+			keyPath = audit.PublicKeyPath(audit.SigningKeyPath(data))
+		}
+		pub, err = audit.ReadPublicKey(keyPath)
+	default:
+		keyPath = "the database's"
+		pub, err = sharedPublicKey(cfg, slog.New(slog.DiscardHandler))
 	}
-	pub, err := audit.ReadPublicKey(keyPath)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "coffer audit verify: public key: %v\n", err)
 		return 1
 	}
-	rep, err := audit.Verify(dir, pub, fromT, toT)
+	var rep *audit.Report
+	if *shared {
+		dir = "shared (" + audit.SharedPrefix + " in the blob store)"
+		rep, err = server.VerifySharedTrail(context.Background(), cfg, pub, fromT, toT, slog.New(slog.DiscardHandler))
+	} else {
+		rep, err = audit.Verify(dir, pub, fromT, toT)
+	}
 	if err != nil {
 		fmt.Fprintf(e.stderr, "coffer audit verify: %v\n", err)
 		return 1
@@ -166,7 +189,7 @@ func auditTail(e *env, args []string) int {
 	if code >= 0 {
 		return code
 	}
-	dir := audit.Dir(data)
+	dir := audit.Dir(data.DataDir)
 	sinceT, err := parseWhen(*since, time.Now())
 	if err != nil {
 		fmt.Fprintf(e.stderr, "coffer audit tail: --since: %v\n", err)
@@ -186,12 +209,22 @@ func auditTail(e *env, args []string) int {
 }
 
 func auditPublicKey(e *env, args []string) int {
-	flags := auditFlags(e, "public-key", "[flags]")
-	data, code := loadAudit(e, flags, args)
+	flags := auditFlags(e, "public-key", "[--shared] [flags]")
+	shared := flags.Bool("shared", false, "the key of the replicas' shared trail (from the PostgreSQL database)")
+	cfg, code := loadAudit(e, flags, args)
 	if code >= 0 {
 		return code
 	}
-	path := audit.PublicKeyPath(audit.SigningKeyPath(data))
+	if *shared {
+		pub, err := sharedPublicKey(cfg, slog.New(slog.DiscardHandler))
+		if err != nil {
+			fmt.Fprintf(e.stderr, "coffer audit public-key: %v\n", err)
+			return 1
+		}
+		e.stdout.Write(audit.MarshalPublicKey(pub))
+		return 0
+	}
+	path := audit.PublicKeyPath(audit.SigningKeyPath(cfg.DataDir))
 	pub, err := audit.ReadPublicKey(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		fmt.Fprintf(e.stderr, "coffer audit public-key: %s does not exist; the server creates it on first start\n", path)
@@ -203,6 +236,20 @@ func auditPublicKey(e *env, args []string) int {
 	}
 	e.stdout.Write(audit.MarshalPublicKey(pub))
 	return 0
+}
+
+// sharedPublicKey reads the shared trail's public key from the database.
+func sharedPublicKey(cfg config.Config, log *slog.Logger) (ed25519.PublicKey, error) {
+	if !cfg.UsesPostgres() {
+		return nil, errors.New("the shared audit trail belongs to replicas on PostgreSQL: set metadata_dsn")
+	}
+	ctx := context.Background()
+	store, err := server.OpenStore(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	return server.SharedAuditPublicKey(ctx, store)
 }
 
 // parseWhen reads a time: RFC 3339, a date, or a duration before now.

@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/cofferhq/coffer/internal/storage"
 )
@@ -28,7 +29,11 @@ var bucketRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
 
 // s3Settings are the settings that mean something only with storage s3.
 var s3Settings = []settingID{sS3Bucket, sS3Region, sS3Endpoint, sS3PathStyle, sS3Prefix,
-	sS3ServerSideEncryption, sS3AccessKeyID, sS3SecretAccessKey, sS3SessionToken}
+	sS3ServerSideEncryption, sS3AbortUploadsAfter, sS3AccessKeyID, sS3SecretAccessKey, sS3SessionToken}
+
+// minAbortUploadsAfter is the least s3_abort_uploads_after: an upload
+// younger than it may be in progress, and aborting it fails its push.
+const minAbortUploadsAfter = time.Hour
 
 // UsesPostgres reports whether the metadata store is PostgreSQL.
 func (c Config) UsesPostgres() bool { return c.MetadataDSN != "" }
@@ -126,6 +131,9 @@ func (c Config) s3Problems() []error {
 	case "", "AES256":
 	default:
 		add(c.problem(sS3ServerSideEncryption, "%q is not supported (want AES256, or empty for the bucket's default)", c.S3ServerSideEncryption))
+	}
+	if c.S3AbortUploadsAfter != 0 && c.S3AbortUploadsAfter < minAbortUploadsAfter {
+		add(c.problem(sS3AbortUploadsAfter, "%v is less than %v, which could abort uploads in progress (0 turns it off)", c.S3AbortUploadsAfter, minAbortUploadsAfter))
 	}
 	if (c.S3AccessKeyID == "") != (c.S3SecretAccessKey == "") {
 		add(c.problem(sS3AccessKeyID, "must be set together with %s", settings[sS3SecretAccessKey].env))

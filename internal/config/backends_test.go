@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestBackendSettings(t *testing.T) {
@@ -22,6 +23,7 @@ s3_endpoint: https://s3.example.com:9000
 s3_path_style: true
 s3_prefix: prod/
 s3_server_side_encryption: AES256
+s3_abort_uploads_after: 48h
 `
 	env := map[string]string{"COFFER_S3_ACCESS_KEY_ID": "AKIAS3KEY", "COFFER_S3_SECRET_ACCESS_KEY": "s3-secret-value"}
 	cfg, err := load(t, file, env, "--config", "$FILE", "--s3-region", "us-west-2")
@@ -34,6 +36,7 @@ s3_server_side_encryption: AES256
 	want.Storage, want.S3Bucket, want.S3Region, want.S3Endpoint = "s3", "coffer-blobs", "us-west-2", "https://s3.example.com:9000"
 	want.S3PathStyle, want.S3Prefix, want.S3ServerSideEncryption = true, "prod/", "AES256"
 	want.S3AccessKeyID, want.S3SecretAccessKey = "AKIAS3KEY", "s3-secret-value"
+	want.S3AbortUploadsAfter = 48 * time.Hour
 	cfg.File = ""
 	if got := public(cfg); fmt.Sprintf("%#v", got) != fmt.Sprintf("%#v", want) || got.S3SecretAccessKey != want.S3SecretAccessKey ||
 		got.MetadataDSN != want.MetadataDSN || got.S3Region != "us-west-2" || !got.S3PathStyle || got.MetadataMinConns != 4 {
@@ -101,6 +104,21 @@ func TestBackendValidation(t *testing.T) {
 			name: "s3 without bucket, bad endpoint",
 			file: "version: 1\nstorage: s3\ns3_endpoint: s3.example.com\n",
 			want: []string{"storage (file ", "s3 needs s3_bucket (COFFER_S3_BUCKET)", "is not an http(s) URL"},
+		},
+		{
+			name: "s3 upload abort off",
+			file: "version: 1\nstorage: s3\ns3_bucket: bucket\ns3_abort_uploads_after: 0s\n",
+		},
+		{
+			name: "s3 upload abort too soon",
+			file: "version: 1\nstorage: s3\ns3_bucket: bucket\ns3_abort_uploads_after: 10m\n",
+			env:  map[string]string{"COFFER_S3_ABORT_UPLOADS_AFTER": "-1h"},
+			want: []string{"s3_abort_uploads_after (env COFFER_S3_ABORT_UPLOADS_AFTER): -1h0m0s is less than 1h0m0s"},
+		},
+		{
+			name: "s3 upload abort with fs",
+			file: "version: 1\ns3_abort_uploads_after: 2h\n",
+			want: []string{"s3_abort_uploads_after (file ", "applies only with storage s3"},
 		},
 		{
 			name: "s3 credentials in the file",

@@ -46,6 +46,10 @@ type Config struct {
 	S3PathStyle            bool
 	S3Prefix               string
 	S3ServerSideEncryption string
+	// S3AbortUploadsAfter is the age past which the leader aborts a
+	// multipart upload in the bucket (abandoned by a writer that died);
+	// 0 turns it off. It must exceed the longest upload in progress.
+	S3AbortUploadsAfter time.Duration
 	// S3AccessKeyID, S3SecretAccessKey and S3SessionToken are static S3
 	// credentials, from the environment only; empty means the standard AWS
 	// credential chain. They are never printed.
@@ -110,6 +114,9 @@ type Config struct {
 	AuditRetentionDays int
 	AuditWebhookURL    string
 	AuditSyslogAddr    string
+	// AuditDigestInterval is how often a signed digest is written (the
+	// trail's own, and the replicas' shared one).
+	AuditDigestInterval time.Duration
 	// QuotaMaxImages and QuotaMaxBytes (a size such as "10GiB"; empty or
 	// 0 for none) are every repository's default limits, and Quotas
 	// (file only) override them per repository name pattern; use
@@ -138,17 +145,19 @@ type Config struct {
 // Defaults returns the configuration used when nothing else is set.
 func Defaults() Config {
 	return Config{
-		Listen:            "127.0.0.1:5000",
-		DataDir:           "./coffer-data",
-		Storage:           "fs",
-		Region:            "us-east-1",
-		LogLevel:          "info",
-		LogFormat:         "json",
-		ShutdownTimeout:   30 * time.Second,
-		PublicEndpoint:    true,
-		LifecycleInterval: time.Hour,
-		GCInterval:        time.Hour,
-		MetadataCacheTTL:  time.Second,
+		Listen:              "127.0.0.1:5000",
+		DataDir:             "./coffer-data",
+		Storage:             "fs",
+		Region:              "us-east-1",
+		LogLevel:            "info",
+		LogFormat:           "json",
+		ShutdownTimeout:     30 * time.Second,
+		PublicEndpoint:      true,
+		LifecycleInterval:   time.Hour,
+		GCInterval:          time.Hour,
+		AuditDigestInterval: time.Hour,
+		MetadataCacheTTL:    time.Second,
+		S3AbortUploadsAfter: 24 * time.Hour,
 	}
 }
 
@@ -194,6 +203,7 @@ func (c Config) summary() []slog.Attr {
 		slog.Int("audit_retention_days", c.AuditRetentionDays),
 		slog.String("audit_webhook_url", orNote(c.AuditWebhookURL, "<none>")),
 		slog.String("audit_syslog_addr", orNote(c.AuditSyslogAddr, "<none>")),
+		slog.String("audit_digest_interval", c.AuditDigestInterval.String()),
 	)
 }
 

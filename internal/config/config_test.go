@@ -30,6 +30,9 @@ func TestDefaults(t *testing.T) {
 		LifecycleInterval: time.Hour,
 		GCInterval:        time.Hour,
 		MetadataCacheTTL:  time.Second,
+
+		S3AbortUploadsAfter: 24 * time.Hour,
+		AuditDigestInterval: time.Hour,
 	}
 	if !reflect.DeepEqual(d, want) {
 		t.Errorf("Defaults() = %#v", d)
@@ -165,7 +168,7 @@ func TestString(t *testing.T) {
 	t.Parallel()
 	want := "listen=127.0.0.1:5000 data=./coffer-data metadata=sqlite storage=fs region=us-east-1 account_id=<generated> " +
 		"create_on_push=false insecure_allow_anonymous=false root_key_file=coffer-data/root.key " +
-		"log_level=info log_format=json pprof=<off> shutdown_timeout=30s config_file=<none> public_endpoint=true endpoints=0 lifecycle_interval=1h0m0s gc_interval=1h0m0s insecure_http=false trusted_proxies=<none> audit_retention_days=0 audit_webhook_url=<none> audit_syslog_addr=<none>"
+		"log_level=info log_format=json pprof=<off> shutdown_timeout=30s config_file=<none> public_endpoint=true endpoints=0 lifecycle_interval=1h0m0s gc_interval=1h0m0s insecure_http=false trusted_proxies=<none> audit_retention_days=0 audit_webhook_url=<none> audit_syslog_addr=<none> audit_digest_interval=1h0m0s"
 	if got := Defaults().String(); got != want {
 		t.Errorf("String() =\n%s\nwant\n%s", got, want)
 	}

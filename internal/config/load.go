@@ -155,6 +155,7 @@ type fileConfig struct {
 	S3PathStyle            yaml.Node `yaml:"s3_path_style"`
 	S3Prefix               yaml.Node `yaml:"s3_prefix"`
 	S3ServerSideEncryption yaml.Node `yaml:"s3_server_side_encryption"`
+	S3AbortUploadsAfter    yaml.Node `yaml:"s3_abort_uploads_after"`
 	S3AccessKeyID          yaml.Node `yaml:"s3_access_key_id"`
 	S3SecretAccessKey      yaml.Node `yaml:"s3_secret_access_key"`
 	S3SessionToken         yaml.Node `yaml:"s3_session_token"`
@@ -181,6 +182,7 @@ type fileConfig struct {
 	AuditRetentionDays   yaml.Node `yaml:"audit_retention_days"`
 	AuditWebhookURL      yaml.Node `yaml:"audit_webhook_url"`
 	AuditSyslogAddr      yaml.Node `yaml:"audit_syslog_addr"`
+	AuditDigestInterval  yaml.Node `yaml:"audit_digest_interval"`
 	QuotaMaxImages       yaml.Node `yaml:"quota_max_images"`
 	QuotaMaxBytes        yaml.Node `yaml:"quota_max_bytes"`
 	// Endpoints is a list, decoded on its own (not a table setting).
@@ -205,6 +207,7 @@ func (f *fileConfig) nodes() [numSettings]*yaml.Node {
 		sS3PathStyle:            &f.S3PathStyle,
 		sS3Prefix:               &f.S3Prefix,
 		sS3ServerSideEncryption: &f.S3ServerSideEncryption,
+		sS3AbortUploadsAfter:    &f.S3AbortUploadsAfter,
 		sS3AccessKeyID:          &f.S3AccessKeyID,
 		sS3SecretAccessKey:      &f.S3SecretAccessKey,
 		sS3SessionToken:         &f.S3SessionToken,
@@ -229,6 +232,7 @@ func (f *fileConfig) nodes() [numSettings]*yaml.Node {
 		sAuditRetentionDays:     &f.AuditRetentionDays,
 		sAuditWebhookURL:        &f.AuditWebhookURL,
 		sAuditSyslogAddr:        &f.AuditSyslogAddr,
+		sAuditDigestInterval:    &f.AuditDigestInterval,
 		sQuotaMaxImages:         &f.QuotaMaxImages,
 		sQuotaMaxBytes:          &f.QuotaMaxBytes,
 	}

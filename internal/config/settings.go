@@ -23,6 +23,7 @@ const (
 	sS3PathStyle
 	sS3Prefix
 	sS3ServerSideEncryption
+	sS3AbortUploadsAfter
 	sS3AccessKeyID
 	sS3SecretAccessKey
 	sS3SessionToken
@@ -47,6 +48,7 @@ const (
 	sAuditRetentionDays
 	sAuditWebhookURL
 	sAuditSyslogAddr
+	sAuditDigestInterval
 	sQuotaMaxImages
 	sQuotaMaxBytes
 	numSettings
@@ -133,6 +135,11 @@ var settings = [numSettings]setting{
 		key: "s3_server_side_encryption", env: "COFFER_S3_SERVER_SIDE_ENCRYPTION", flag: "s3-server-side-encryption", arg: "SSE",
 		usage: "AES256 asks the bucket to encrypt too (SSE-S3), on top of Coffer's own encryption; empty: the bucket's default",
 		field: func(c *Config) any { return &c.S3ServerSideEncryption },
+	},
+	sS3AbortUploadsAfter: {
+		key: "s3_abort_uploads_after", env: "COFFER_S3_ABORT_UPLOADS_AFTER", flag: "s3-abort-uploads-after", arg: "DURATION",
+		usage: "abort multipart uploads in the bucket started longer ago than this (writers that died leave them, and S3 bills their parts); checked hourly; at least 1h, 0 turns it off",
+		field: func(c *Config) any { return &c.S3AbortUploadsAfter },
 	},
 	sS3AccessKeyID: {
 		key: "s3_access_key_id", env: "COFFER_S3_ACCESS_KEY_ID", secret: true,
@@ -242,6 +249,11 @@ var settings = [numSettings]setting{
 		key: "audit_webhook_url", env: "COFFER_AUDIT_WEBHOOK_URL", flag: "audit-webhook-url", arg: "URL",
 		usage: "also POST every audit record to this URL ({\"Records\":[...]}; retried, bounded backlog)",
 		field: func(c *Config) any { return &c.AuditWebhookURL },
+	},
+	sAuditDigestInterval: {
+		key: "audit_digest_interval", env: "COFFER_AUDIT_DIGEST_INTERVAL", flag: "audit-digest-interval", arg: "DURATION",
+		usage: "how often a signed digest file covers the audit log files sealed since the last one (CloudTrail: hourly); at least 1s",
+		field: func(c *Config) any { return &c.AuditDigestInterval },
 	},
 	sAuditSyslogAddr: {
 		key: "audit_syslog_addr", env: "COFFER_AUDIT_SYSLOG_ADDR", flag: "audit-syslog-addr", arg: "HOST:PORT",

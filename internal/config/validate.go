@@ -4,8 +4,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"github.com/cofferhq/coffer/internal/endpoint"
-	"github.com/cofferhq/coffer/internal/policy"
 	"net"
 	"net/netip"
 	"net/url"
@@ -14,6 +12,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/endpoint"
+	"github.com/cofferhq/coffer/internal/policy"
 )
 
 var (
@@ -76,6 +78,9 @@ func (c Config) problems() []error {
 	}
 	if c.LifecycleInterval < 0 {
 		add(c.problem(sLifecycleInterval, "%v must not be negative (0 turns it off)", c.LifecycleInterval))
+	}
+	if c.AuditDigestInterval < time.Second {
+		add(c.problem(sAuditDigestInterval, "%v is too short (at least 1s)", c.AuditDigestInterval))
 	}
 	if c.GCInterval < 0 {
 		add(c.problem(sGCInterval, "%v must not be negative (0 turns it off)", c.GCInterval))

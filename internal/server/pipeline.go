@@ -109,8 +109,8 @@ func newPipeline(cfg pipelineConfig) *pipeline {
 				Name: "coffer_audit_commits_total", Help: "Audit group commits (one write and one fsync each).",
 			}, func() float64 { return float64(st.Stats().Commits) }),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-				Name: "coffer_audit_index_backlog", Help: "Durable audit records not yet in the LookupEvents index.",
-			}, func() float64 { return float64(st.Stats().IndexBacklog) }))
+				Name: "coffer_audit_shared_backlog", Help: "Sealed audit log files waiting to be published to the replicas' shared trail.",
+			}, func() float64 { return float64(st.Stats().SharedBacklog) }))
 	}
 
 	p.mux = http.NewServeMux()

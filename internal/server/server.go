@@ -89,6 +89,10 @@ func (a *App) serve(ctx context.Context, ls []listener) error {
 	if err := a.replicas.follow(bg, a.invalidate); err != nil {
 		return fmt.Errorf("subscribe to the other replicas' changes: %w", err)
 	}
+	// and their spent authentication-failure budgets (throttle.go).
+	if err := a.replicas.followThrottles(bg, a.limiter); err != nil {
+		return fmt.Errorf("subscribe to the other replicas' throttling: %w", err)
+	}
 	go a.reg.Run(bg, 5*time.Second) // this replica's batch of pull times
 	// The work that must run once runs on the leader only (always this
 	// process with SQLite).
@@ -117,15 +121,24 @@ type App struct {
 	handler   http.Handler
 	mcache    *cache.Store
 	replicas  *replicas
+	limiter   *auth.FailureLimiter
+	uploads   *staleUploads // nil: not S3, or turned off
 }
 
 // background runs the periodic work that must run once across replicas
 // until ctx ends: due KMS key deletions and automatic rotations, lifecycle
-// policies, and the garbage collector (which also removes abandoned
-// uploads).
+// policies, the garbage collector (which also removes abandoned upload
+// sessions), the abort of abandoned S3 multipart uploads, the deletion of
+// old shared authentication-failure counts and the shared audit trail's
+// digests.
 func (a *App) background(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { a.kms.Run(ctx, time.Minute) })
+	wg.Go(func() { a.replicas.sweepFailures(ctx) })
+	wg.Go(func() { a.trail.RunSharedDigests(ctx) })
+	if a.uploads != nil {
+		wg.Go(func() { a.uploads.loop(ctx) })
+	}
 	if a.cfg.LifecycleInterval > 0 {
 		wg.Go(func() { a.lifecycle.Loop(ctx, a.cfg.LifecycleInterval) })
 	}
@@ -197,7 +210,11 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 	if err != nil {
 		return nil, err
 	}
-	trail, err := openTrail(cfg, accountID, root, log)
+	shared, err := sharedTrail(ctx, reps.pg, store, driver, root, reps.id) // several replicas, one trail
+	if err != nil {
+		return nil, err
+	}
+	trail, err := openTrail(cfg, accountID, root, shared, log)
 	if err != nil {
 		return nil, err
 	}
@@ -256,6 +273,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 		log.Warn("anonymous /v2/ access is allowed (--insecure-allow-anonymous, loopback only)")
 	}
 	limiter := &auth.FailureLimiter{}
+	reps.shareFailures(limiter) // one budget across replicas (throttle.go)
 	ociH, err := oci.New(oci.Config{Registry: reg, Authn: v2Authn, Authz: v2Authz, Realm: "coffer", Limiter: limiter, Log: log})
 	if err != nil {
 		return nil, err
@@ -281,7 +299,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 	lifecycleRunner := runner.New(runner.Config{Store: store, Driver: driver, Log: log.With("log", "lifecycle"), LastPull: reg.LastPull,
 		OnExpire: lifecycleExpiries(trail, reg, accountID, log)})
 	app := &App{cfg: cfg, log: log, store: store, reg: reg, gc: collector, lifecycle: lifecycleRunner, accountID: accountID, iam: idsvc, kms: kmsSvc, trail: trail, endpoints: eps,
-		mcache: mcache, replicas: reps}
+		mcache: mcache, replicas: reps, limiter: limiter, uploads: newStaleUploads(driver, cfg.S3AbortUploadsAfter, log)}
 	// Behind the replicas' fence: another replica's write is seen at the
 	// next request (replicas.go).
 	app.handler = reps.fence(newPipeline(pipelineConfig{
@@ -304,6 +322,16 @@ func (a *App) Handler() http.Handler { return a.handler }
 func (a *App) Close() error {
 	_ = a.reg.FlushPulls(context.Background())
 	terr := a.trail.Close()
+	if terr == nil && a.trail.Shared() {
+		// The files this replica just published go into the shared chain
+		// now rather than at the leader's next digest: the last replica
+		// to stop leaves a trail that verifies whole.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := a.trail.SharedDigest(ctx, true); err != nil {
+			a.log.Warn("audit: the shared trail's closing digest failed; the leader's next digest covers its files", "error", err)
+		}
+		cancel()
+	}
 	return errors.Join(terr, a.store.Close())
 }
 

@@ -2,6 +2,10 @@ package server
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -15,12 +19,15 @@ import (
 	"github.com/cofferhq/coffer/internal/kms"
 	"github.com/cofferhq/coffer/internal/lifecycle/runner"
 	"github.com/cofferhq/coffer/internal/metadata"
+	"github.com/cofferhq/coffer/internal/metadata/postgres"
 	"github.com/cofferhq/coffer/internal/registry"
+	"github.com/cofferhq/coffer/internal/storage"
 )
 
 // openTrail opens the durable audit trail in <data>/audit with its signing
-// key, sealed under the root key.
-func openTrail(cfg config.Config, accountID string, root *rootkey.Key, log *slog.Logger) (*audit.Store, error) {
+// key, sealed under the root key. shared, when set, also makes it part of
+// the replicas' shared trail (sharedTrail).
+func openTrail(cfg config.Config, accountID string, root *rootkey.Key, shared *audit.SharedConfig, log *slog.Logger) (*audit.Store, error) {
 	ec := map[string]string{"coffer:secret": "audit_signing_key"}
 	key, err := audit.LoadOrCreateSigningKey(audit.SigningKeyPath(cfg.DataDir),
 		func(b []byte) ([]byte, error) { return root.Wrap(b, ec) },
@@ -44,7 +51,139 @@ func openTrail(cfg config.Config, accountID string, root *rootkey.Key, log *slog
 		sinks = append(sinks, s)
 	}
 	return audit.NewStore(audit.Config{Dir: audit.Dir(cfg.DataDir), Region: cfg.Region, AccountID: accountID,
-		SigningKey: key, RetentionDays: cfg.AuditRetentionDays, Sinks: sinks, Log: log.With("log", "audit")})
+		SigningKey: key, DigestInterval: cfg.AuditDigestInterval, RetentionDays: cfg.AuditRetentionDays, Sinks: sinks, Shared: shared, Log: log.With("log", "audit")})
+}
+
+// settingSharedAuditKey holds the shared trail's signing key, sealed
+// under the root key: every replica signs with it when it leads.
+const (
+	settingSharedAuditKey = "audit_shared_signing_key"
+	settingSharedAuditPub = "audit_shared_public_key"
+)
+
+// sharedTrail returns the configuration of the replicas' shared audit
+// trail when the metadata store is PostgreSQL (several replicas may
+// share it), nil otherwise: the log files go to the blob store (under
+// audit/), their books and the digest chain's head to the database.
+func sharedTrail(ctx context.Context, pg *postgres.Store, store metadata.Store, driver storage.Driver, root *rootkey.Key, replica string) (*audit.SharedConfig, error) {
+	if pg == nil {
+		return nil, nil
+	}
+	key, err := SharedAuditKey(ctx, store, root)
+	if err != nil {
+		return nil, err
+	}
+	return &audit.SharedConfig{Objects: driver, Registry: SharedAuditRegistry(pg), Replica: replica, SigningKey: key}, nil
+}
+
+// SharedAuditKey returns the shared trail's signing key, generated once
+// and kept sealed under the root key in the metadata store.
+func SharedAuditKey(ctx context.Context, store metadata.Store, root *rootkey.Key) (ed25519.PrivateKey, error) {
+	_, fresh, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	ec := map[string]string{"coffer:secret": settingSharedAuditKey}
+	sealed, err := root.Wrap(fresh.Seed(), ec)
+	if err != nil {
+		return nil, err
+	}
+	stored, err := store.PutSettingIfAbsent(ctx, settingSharedAuditKey, base64.StdEncoding.EncodeToString(sealed))
+	if err != nil {
+		return nil, fmt.Errorf("shared audit key: %w", err)
+	}
+	raw, err := base64.StdEncoding.DecodeString(stored)
+	if err != nil {
+		return nil, errors.New("shared audit key: stored value is not base64")
+	}
+	seed, err := root.Unwrap(raw, ec)
+	if err != nil || len(seed) != ed25519.SeedSize {
+		return nil, errors.New("shared audit key: does not open under the root key")
+	}
+	key := ed25519.NewKeyFromSeed(seed)
+	// The public half in the clear, for `coffer audit public-key --shared`.
+	pub := base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey))
+	storedPub, err := store.PutSettingIfAbsent(ctx, settingSharedAuditPub, pub)
+	if err != nil {
+		return nil, fmt.Errorf("shared audit key: %w", err)
+	}
+	if storedPub != pub {
+		return nil, errors.New("shared audit key: the stored public key is not the signing key's")
+	}
+	return key, nil
+}
+
+// SharedAuditPublicKey returns the shared trail's public key, as the
+// first replica stored it.
+func SharedAuditPublicKey(ctx context.Context, store metadata.Store) (ed25519.PublicKey, error) {
+	v, err := store.GetSetting(ctx, settingSharedAuditPub)
+	if errors.Is(err, metadata.ErrNotFound) {
+		return nil, errors.New("no shared audit trail yet: a server on this PostgreSQL database creates it on first start")
+	}
+	if err != nil {
+		return nil, err
+	}
+	b, err := base64.StdEncoding.DecodeString(v)
+	if err != nil || len(b) != ed25519.PublicKeySize {
+		return nil, errors.New("the stored shared audit public key is malformed")
+	}
+	return ed25519.PublicKey(b), nil
+}
+
+// VerifySharedTrail verifies the replicas' shared audit trail of the
+// deployment cfg names (PostgreSQL + its blob store) with pub.
+func VerifySharedTrail(ctx context.Context, cfg config.Config, pub ed25519.PublicKey, from, to time.Time, log *slog.Logger) (*audit.Report, error) {
+	if !cfg.UsesPostgres() {
+		return nil, errors.New("the shared audit trail belongs to replicas on PostgreSQL: set metadata_dsn (a single node's trail is <data>/audit; verify it without --shared)")
+	}
+	store, driver, err := OpenExisting(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	pg, ok := store.(*postgres.Store)
+	if !ok {
+		return nil, fmt.Errorf("the metadata store is %T, not PostgreSQL", store)
+	}
+	return audit.VerifyShared(ctx, driver, SharedAuditRegistry(pg), pub, from, to)
+}
+
+// SharedAuditRegistry is the shared trail's books in PostgreSQL, as the
+// audit package wants them.
+func SharedAuditRegistry(pg *postgres.Store) audit.SharedRegistry { return auditRegistry{pg} }
+
+type auditRegistry struct{ pg *postgres.Store }
+
+func (r auditRegistry) RegisterAuditFile(ctx context.Context, f audit.SharedFile) error {
+	return r.pg.RegisterAuditFile(ctx, postgres.AuditFile{Object: f.Object, SHA256: f.SHA256, Oldest: f.Oldest,
+		Newest: f.Newest, Events: int64(f.Events), Replica: f.Replica})
+}
+
+func (r auditRegistry) AuditHead(ctx context.Context) (audit.SharedHead, error) {
+	h, err := r.pg.AuditHead(ctx)
+	return sharedHead(h), err
+}
+
+func (r auditRegistry) DigestAuditFiles(ctx context.Context, limit int, fn func(audit.SharedHead, []audit.SharedFile) (audit.SharedHead, error)) error {
+	return r.pg.DigestAuditFiles(ctx, limit, func(h postgres.AuditHead, fs []postgres.AuditFile) (postgres.AuditHead, error) {
+		files := make([]audit.SharedFile, len(fs))
+		for i, f := range fs {
+			files[i] = audit.SharedFile{Object: f.Object, SHA256: f.SHA256, Oldest: f.Oldest, Newest: f.Newest,
+				Events: int(f.Events), Replica: f.Replica}
+		}
+		next, err := fn(sharedHead(h), files)
+		if err != nil {
+			return postgres.AuditHead{}, err
+		}
+		return postgres.AuditHead{Object: next.Object, SHA256: next.SHA256, Signature: next.Signature, End: next.End.Unix()}, nil
+	})
+}
+
+func sharedHead(h postgres.AuditHead) audit.SharedHead {
+	if h.Object == "" {
+		return audit.SharedHead{}
+	}
+	return audit.SharedHead{Object: h.Object, SHA256: h.SHA256, Signature: h.Signature, End: time.Unix(h.End, 0).UTC()}
 }
 
 // serviceKMSEvents records the KMS calls Coffer makes on a user's behalf
