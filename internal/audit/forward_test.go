@@ -151,8 +151,10 @@ func TestSinkBacklogIsBounded(t *testing.T) {
 	if time.Since(start) > 4*time.Second {
 		t.Errorf("Close took %s", time.Since(start))
 	}
-	if n := got.count(); n < 10 || n > 11 {
-		t.Errorf("the webhook got %d records after recovering, want the 10 queued (and at most one in flight)", n)
+	// The batch in flight while the sink was down was copied from a queue
+	// of at most 10, and may hold records dropped from the queue since.
+	if n := got.count(); n < 10 || n > 20 {
+		t.Errorf("the webhook got %d records after recovering, want the 10 queued (and at most a batch of 10 in flight)", n)
 	}
 	if n := len(trailRecords(t, dir)); n != 50 {
 		t.Fatalf("trail holds %d records, want 50", n)
