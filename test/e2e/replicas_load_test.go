@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -214,19 +213,7 @@ func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
 func TestReplicasConcurrentClients(t *testing.T) {
 	ctx := testContext(t, 3*time.Minute)
 	start := time.Now()
-	s := startBackends(t, ctx)
-	rootKey := "COFFER_ROOT_KEY=" + base64.StdEncoding.EncodeToString(randomBytes(t, 32))
-	replica := func(c *coffer) {
-		s.configure(c)
-		c.Args = append(c.Args, "--metadata-cache-ttl", "1h")
-		c.Env = append(c.Env, rootKey)
-	}
-	a := startCoffer(t, replica)
-	waitLog(t, a, leadingLog, 10*time.Second)
-	b := startCoffer(t, replica)
-	c := startCoffer(t, replica)
-	a.loginToken(ctx)
-	b.token, c.token = a.token, a.token
+	s, a, b, c := startReplicas(t, ctx)
 	reps := []*coffer{a, b, c}
 	t.Logf("backends and three replicas ready in %v", time.Since(start).Round(time.Millisecond))
 

@@ -48,22 +48,8 @@ const leadingLog = "leading: background work runs here"
 func TestReplicas(t *testing.T) {
 	ctx := testContext(t, 90*time.Second)
 	start := time.Now()
-	s := startBackends(t, ctx)
-	rootKey := "COFFER_ROOT_KEY=" + base64.StdEncoding.EncodeToString(randomBytes(t, 32))
-	replica := func(c *coffer) {
-		s.configure(c)
-		c.Args = append(c.Args, "--metadata-cache-ttl", "1h")
-		c.Env = append(c.Env, rootKey)
-	}
-	a := startCoffer(t, replica)
-	waitLog(t, a, leadingLog, 10*time.Second)
-	b := startCoffer(t, replica)
-	c := startCoffer(t, replica)
+	s, a, b, c := startReplicas(t, ctx)
 	t.Logf("backends and three replicas ready in %v", time.Since(start).Round(time.Millisecond))
-	// Registry tokens are signed with a key in the database: one login
-	// serves every replica.
-	a.loginToken(ctx)
-	b.token, c.token = a.token, a.token
 	for _, r := range []*coffer{b, c} {
 		if strings.Contains(r.logs.String(), leadingLog) {
 			t.Errorf("replica %s leads beside A", r.Addr)
@@ -307,6 +293,29 @@ func (s *scaleOut) auditVerifyShared(t *testing.T, ctx context.Context) (sharedR
 		t.Fatalf("coffer audit verify --shared = %d: %v\n%s\n%s", code, err, out, stderr.String())
 	}
 	return rep, code
+}
+
+// startReplicas starts PostgreSQL, versitygw and three replicas on them
+// with the same root key and a cache TTL no test outlives (so whatever a
+// replica sees of another's write comes from the replicas' invalidation);
+// a, the first, leads. Registry tokens are signed with a key in the
+// database: one login serves every replica.
+func startReplicas(t *testing.T, ctx context.Context) (s *scaleOut, a, b, c *coffer) {
+	t.Helper()
+	s = startBackends(t, ctx)
+	rootKey := "COFFER_ROOT_KEY=" + base64.StdEncoding.EncodeToString(randomBytes(t, 32))
+	replica := func(c *coffer) {
+		s.configure(c)
+		c.Args = append(c.Args, "--metadata-cache-ttl", "1h")
+		c.Env = append(c.Env, rootKey)
+	}
+	a = startCoffer(t, replica)
+	waitLog(t, a, leadingLog, 10*time.Second)
+	b = startCoffer(t, replica)
+	c = startCoffer(t, replica)
+	a.loginToken(ctx)
+	b.token, c.token = a.token, a.token
+	return s, a, b, c
 }
 
 // waitLog waits until c's stderr contains s.
