@@ -11,39 +11,46 @@ import (
 	"github.com/cofferhq/coffer/internal/metadata"
 )
 
-// The ECR image queries. A page is one statement: the inner SELECT picks
-// the page of manifests (an index-only range scan of the covering index
-// manifests_images; with a tag filter, at most a window of it, each row
-// probing tags_digest), the outer join adds their tags, so page and tags
-// are one snapshot. They select imageColumns only, so that no row of the
-// table is read.
+// The ECR image queries. A page is one statement, one row per manifest
+// with its tags aggregated (imageTags), so page and tags are one snapshot.
+// Every page is a keyset range scan: ANY and UNTAGGED an index-only scan of
+// the covering index manifests_images from the bound (UNTAGGED at most a
+// window of it, each row probing tags_digest); TAGGED an index-only scan of
+// tags_digest itself, whose entries are the tagged digests in digest order,
+// each page entry looked up in manifests_images, so a page costs the same
+// however rare tagged images are. They select imageColumns only, so that
+// no row of the table is read.
 const (
 	imageColumns = `m.repo_id, m.digest, m.media_type, m.size, m.artifact_type, m.subject,
 		m.pushed_at, m.last_pulled_at, m.image_size`
-	// imagePage is the range of manifests from $2 on; the filtered queries
-	// rewrite ">=" to ">" for a NUL bound (pageStart).
-	imagePage = `SELECT repo_id, digest, media_type, size, artifact_type, subject, pushed_at, last_pulled_at, image_size
-		FROM manifests x WHERE x.repo_id = $1 AND x.digest >= $2`
-	qListImagesAny = `SELECT ` + imageColumns + `, t.tag
-		FROM (` + imagePage + ` ORDER BY x.digest LIMIT $3) m
-		LEFT JOIN tags t ON t.repo_id = m.repo_id AND t.digest = m.digest
-		ORDER BY m.digest, t.tag`
-	// The filtered queries take (repo, from, window, limit); a NULL window
-	// or limit is no bound.
-	qListImagesTagged = `SELECT ` + imageColumns + `, t.tag
-		FROM (SELECT * FROM (` + imagePage + ` ORDER BY x.digest LIMIT $3) w
-			WHERE EXISTS (SELECT 1 FROM tags y WHERE y.repo_id = w.repo_id AND y.digest = w.digest)
-			ORDER BY w.digest LIMIT $4) m
-		JOIN tags t ON t.repo_id = m.repo_id AND t.digest = m.digest
-		ORDER BY m.digest, t.tag`
-	qListImagesUntagged = `SELECT ` + imageColumns + `, NULL::text
-		FROM (SELECT * FROM (` + imagePage + ` ORDER BY x.digest LIMIT $3) w
+	// imageTags is a manifest's tags, sorted, NULL if none: an index-only
+	// scan of tags_digest.
+	imageTags = `(SELECT array_agg(t.tag ORDER BY t.tag) FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest)`
+	// The range of every query is its first "digest >= $2"; listImages
+	// rewrites it to ">" for a NUL bound (pageStart).
+	//
+	// (repo, from, limit)
+	qListImagesAny = `SELECT ` + imageColumns + `, ` + imageTags + `
+		FROM manifests m WHERE m.repo_id = $1 AND m.digest >= $2 ORDER BY m.digest LIMIT $3`
+	// (repo, from, limit): GROUP BY walks tags_digest, keyed (repo_id,
+	// digest, tag) since 0008, in order: one row per tagged digest with its
+	// tags, from the index alone.
+	qListImagesTagged = `SELECT ` + imageColumns + `, d.tags
+		FROM (SELECT x.digest, array_agg(x.tag ORDER BY x.tag) AS tags FROM tags x WHERE x.repo_id = $1 AND x.digest >= $2
+			GROUP BY x.digest ORDER BY x.digest LIMIT $3) d
+		JOIN manifests m ON m.repo_id = $1 AND m.digest = d.digest
+		ORDER BY m.digest`
+	// (repo, from, window, limit); a NULL window or limit is no bound.
+	qListImagesUntagged = `SELECT ` + imageColumns + `, NULL::text[]
+		FROM (SELECT * FROM (SELECT repo_id, digest, media_type, size, artifact_type, subject, pushed_at, last_pulled_at, image_size
+				FROM manifests x WHERE x.repo_id = $1 AND x.digest >= $2 ORDER BY x.digest LIMIT $3) w
 			WHERE NOT EXISTS (SELECT 1 FROM tags y WHERE y.repo_id = w.repo_id AND y.digest = w.digest)
 			ORDER BY w.digest LIMIT $4) m
 		ORDER BY m.digest`
-	// qImageWindowEnd is the last digest of a window: (repo, from, window-1).
-	qImageWindowEnd = `SELECT digest FROM manifests x WHERE x.repo_id = $1 AND x.digest >= $2
-		ORDER BY x.digest LIMIT 1 OFFSET $3`
+	// qImageWindow is the size and last digest of a window: (repo, from,
+	// window); a range scan of the window, like the page's.
+	qImageWindow = `SELECT count(*), max(x.digest) FROM
+		(SELECT x.digest FROM manifests x WHERE x.repo_id = $1 AND x.digest >= $2 ORDER BY x.digest LIMIT $3) x`
 	qImageTags = `SELECT tag FROM tags WHERE repo_id = $1 AND digest = $2 ORDER BY tag`
 )
 
@@ -66,10 +73,11 @@ func scanImage(sc scanner, extra ...any) (metadata.Manifest, error) {
 	return m, nil
 }
 
-// ListImages implements metadata.Store. An unfiltered page is one
-// statement. A filtered page with a window runs its two statements (the
-// page, then the window's end) in one REPEATABLE READ, READ ONLY
-// transaction, so both see one snapshot.
+// ListImages implements metadata.Store. A page is one statement, but for
+// a windowed UNTAGGED page, whose two statements (the page, then the
+// window's end) run in one REPEATABLE READ, READ ONLY transaction, so both
+// see one snapshot. TAGGED pages need no window: they scan only tagged
+// digests.
 func (s *Store) ListImages(ctx context.Context, repoID string, q metadata.ImageQuery) (metadata.ImagePage, error) {
 	var page metadata.ImagePage
 	if err := s.listImages(ctx, repoID, q, &page); err != nil {
@@ -82,29 +90,28 @@ func (s *Store) listImages(ctx context.Context, repoID string, q metadata.ImageQ
 	from, strict := pageStart(q.From)
 	bound := func(query string) string {
 		if strict {
-			return strings.Replace(query, "x.digest >= $2", "x.digest > $2", 1)
+			return strings.Replace(query, "digest >= $2", "digest > $2", 1)
 		}
 		return query
 	}
-	if q.TagStatus == "" || q.TagStatus == metadata.TagStatusAny {
-		rows, err := s.pool.Query(ctx, bound(qListImagesAny), repoID, from, sqlLimit(q.Limit))
+	switch q.TagStatus {
+	case "", metadata.TagStatusAny, metadata.TagStatusTagged:
+		query := qListImagesAny
+		if q.TagStatus == metadata.TagStatusTagged {
+			query = qListImagesTagged
+		}
+		rows, err := s.pool.Query(ctx, bound(query), repoID, from, sqlLimit(q.Limit))
 		if err != nil {
 			return err
 		}
 		page.Images, err = collectImages(rows, q.Limit)
 		return err
-	}
-	var query string
-	switch q.TagStatus {
-	case metadata.TagStatusTagged:
-		query = qListImagesTagged
 	case metadata.TagStatusUntagged:
-		query = qListImagesUntagged
 	default:
 		return fmt.Errorf("unknown tag status %q", q.TagStatus)
 	}
 	if q.Window <= 0 {
-		rows, err := s.pool.Query(ctx, bound(query), repoID, from, nil, sqlLimit(q.Limit))
+		rows, err := s.pool.Query(ctx, bound(qListImagesUntagged), repoID, from, nil, sqlLimit(q.Limit))
 		if err != nil {
 			return err
 		}
@@ -116,7 +123,7 @@ func (s *Store) listImages(ctx context.Context, repoID string, q metadata.ImageQ
 		return err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	rows, err := tx.Query(ctx, bound(query), repoID, from, sqlLimit(q.Window), sqlLimit(q.Limit))
+	rows, err := tx.Query(ctx, bound(qListImagesUntagged), repoID, from, sqlLimit(q.Window), sqlLimit(q.Limit))
 	if err != nil {
 		return err
 	}
@@ -126,15 +133,19 @@ func (s *Store) listImages(ctx context.Context, repoID string, q metadata.ImageQ
 	if q.Limit > 0 && len(page.Images) >= q.Limit {
 		return nil
 	}
-	err = tx.QueryRow(ctx, bound(qImageWindowEnd), repoID, from, q.Window-1).Scan(&page.ScannedTo)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil // the window reached the end of the repository
+	var n int
+	var last *string
+	if err := tx.QueryRow(ctx, bound(qImageWindow), repoID, from, q.Window).Scan(&n, &last); err != nil {
+		return err
 	}
-	return err
+	if n == q.Window && last != nil {
+		page.ScannedTo = *last
+	} // else the window reached the end of the repository
+	return nil
 }
 
-// collectImages reads image rows with a tag column, one row per tag,
-// grouping consecutive rows of one digest into one manifest.
+// collectImages reads image rows, one per manifest, with its sorted tags
+// as one array column (NULL: none).
 func collectImages(rows pgx.Rows, limit int) ([]metadata.Manifest, error) {
 	defer rows.Close()
 	var out []metadata.Manifest
@@ -142,18 +153,13 @@ func collectImages(rows pgx.Rows, limit int) ([]metadata.Manifest, error) {
 		out = make([]metadata.Manifest, 0, min(limit, 1024))
 	}
 	for rows.Next() {
-		var tag *string
-		m, err := scanImage(rows, &tag)
+		var tags []string
+		m, err := scanImage(rows, &tags)
 		if err != nil {
 			return nil, err
 		}
-		if n := len(out); n == 0 || out[n-1].Digest != m.Digest {
-			out = append(out, m)
-		}
-		if tag != nil {
-			last := &out[len(out)-1]
-			last.Tags = append(last.Tags, *tag)
-		}
+		m.Tags = tags
+		out = append(out, m)
 	}
 	return out, rows.Err()
 }

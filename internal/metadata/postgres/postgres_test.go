@@ -316,9 +316,10 @@ func TestQueryPlans(t *testing.T) {
 		"BlobsOfDomain":   `SELECT object_key FROM blobs WHERE domain = 'a'`,
 		"ListManifests": `SELECT * FROM (SELECT * FROM manifests WHERE repo_id = 'a' AND digest > 'b' ORDER BY digest LIMIT 100) m
 			LEFT JOIN tags t ON t.repo_id = m.repo_id AND t.digest = m.digest`,
-		"DocumentsOfKind": `SELECT key FROM documents WHERE kind = 'a' ORDER BY key`,
-		"ImagesPage": strings.NewReplacer("$1", "'a'", "$2", "'b'").Replace(imagePage) +
-			` ORDER BY x.digest LIMIT 100`,
+		"DocumentsOfKind":    `SELECT key FROM documents WHERE kind = 'a' ORDER BY key`,
+		"ImagesPage":         strings.NewReplacer("$1", "'a'", "$2", "'b'", "$3", "100").Replace(qListImagesAny),
+		"ImagesPageTagged":   strings.NewReplacer("$1", "'a'", "$2", "'b'", "$3", "100").Replace(qListImagesTagged),
+		"ImagesPageUntagged": strings.NewReplacer("$1", "'a'", "$2", "'b'", "$3", "1000", "$4", "100").Replace(qListImagesUntagged),
 	} {
 		rows, err := conn.Query(ctx, "EXPLAIN "+q)
 		if err != nil {
@@ -333,7 +334,7 @@ func TestQueryPlans(t *testing.T) {
 				t.Errorf("%s: plan step %q\n%s", name, step, strings.Join(plan, "\n"))
 			}
 		}
-		if name == "ImagesPage" && !strings.Contains(strings.Join(plan, "\n"), "Index Only Scan using manifests_images") {
+		if strings.HasPrefix(name, "ImagesPage") && !strings.Contains(strings.Join(plan, "\n"), "Index Only Scan using manifests_images") {
 			t.Errorf("%s: not an index-only scan of manifests_images:\n%s", name, strings.Join(plan, "\n"))
 		}
 	}

@@ -5,39 +5,51 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/cofferhq/coffer/internal/metadata"
 )
 
-// The ECR image queries. A page is one statement: the inner SELECT picks
-// the page of manifests (a range scan of the covering index
-// manifests_images; with a tag filter, at most a window of it, each row
-// probing tags_digest), the outer join adds their tags, so page and tags
-// are one snapshot. They select imageColumns only, so that no row of the
-// table is read.
+// The ECR image queries. A page is one statement, one row per manifest
+// with its tags aggregated (imageTags), so page and tags are one snapshot.
+// Every page is a keyset range scan: ANY and UNTAGGED scan the covering
+// index manifests_images from the bound on (UNTAGGED at most a window of
+// it, each row probing tags_digest); TAGGED scans tags_digest itself, whose
+// entries are the tagged digests in digest order, and looks each page entry
+// up in manifests_images, so a page costs the same however rare tagged
+// images are. They select imageColumns only, so that no row of the table
+// is read.
 const (
 	imageColumns = `m.repo_id, m.digest, m.media_type, m.size, m.artifact_type, m.subject,
 		m.pushed_at, m.last_pulled_at, m.image_size`
-	imagePage = `SELECT repo_id, digest, media_type, size, artifact_type, subject, pushed_at, last_pulled_at, image_size
-		FROM manifests x WHERE x.repo_id = ? AND x.digest >= ?`
-	qListImagesAny = `SELECT ` + imageColumns + `, t.tag
-		FROM (` + imagePage + ` ORDER BY x.digest LIMIT ?) m
-		LEFT JOIN tags t ON t.repo_id = m.repo_id AND t.digest = m.digest
-		ORDER BY m.digest, t.tag`
-	// The filtered queries take (repo, from, window, limit).
-	qListImagesTagged = `SELECT ` + imageColumns + `, t.tag
-		FROM (SELECT * FROM (` + imagePage + ` ORDER BY x.digest LIMIT ?) w
-			WHERE EXISTS (SELECT 1 FROM tags y WHERE y.repo_id = w.repo_id AND y.digest = w.digest)
-			ORDER BY w.digest LIMIT ?) m
-		JOIN tags t ON t.repo_id = m.repo_id AND t.digest = m.digest
-		ORDER BY m.digest, t.tag`
+	// imageTags is a manifest's tags joined by spaces (a tag never holds
+	// one), in no particular order (scanImages sorts them), NULL if none.
+	imageTags = `(SELECT group_concat(t.tag, ' ') FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest)`
+	// (repo, from, limit)
+	qListImagesAny = `SELECT ` + imageColumns + `, ` + imageTags + `
+		FROM manifests m WHERE m.repo_id = ?1 AND m.digest >= ?2 ORDER BY m.digest LIMIT ?3`
+	// (repo, from, limit): GROUP BY walks tags_digest in order (its
+	// entries hold the tag too: the table is WITHOUT ROWID, keyed on it),
+	// one row per tagged digest with its tags. CROSS JOIN keeps that walk
+	// the outer loop: without statistics, SQLite would rather scan the
+	// repository's manifests and probe the page.
+	qListImagesTagged = `SELECT ` + imageColumns + `, d.tags
+		FROM (SELECT x.digest, group_concat(x.tag, ' ') AS tags FROM tags x WHERE x.repo_id = ?1 AND x.digest >= ?2
+			GROUP BY x.digest ORDER BY x.digest LIMIT ?3) d
+		CROSS JOIN manifests m INDEXED BY manifests_images ON m.repo_id = ?1 AND m.digest = d.digest
+		ORDER BY d.digest`
+	// (repo, from, window, limit)
 	qListImagesUntagged = `SELECT ` + imageColumns + `, NULL
-		FROM (SELECT * FROM (` + imagePage + ` ORDER BY x.digest LIMIT ?) w
+		FROM (SELECT * FROM (SELECT repo_id, digest, media_type, size, artifact_type, subject, pushed_at, last_pulled_at, image_size
+				FROM manifests x WHERE x.repo_id = ? AND x.digest >= ? ORDER BY x.digest LIMIT ?) w
 			WHERE NOT EXISTS (SELECT 1 FROM tags y WHERE y.repo_id = w.repo_id AND y.digest = w.digest)
 			ORDER BY w.digest LIMIT ?) m
 		ORDER BY m.digest`
-	// qImageWindowEnd is the last digest of a window: (repo, from, window-1).
-	qImageWindowEnd = `SELECT digest FROM manifests WHERE repo_id = ? AND digest >= ? ORDER BY digest LIMIT 1 OFFSET ?`
+	// qImageWindow is the size and last digest of a window: (repo, from,
+	// window); a range scan of the window, like the page's.
+	qImageWindow = `SELECT count(*), max(digest) FROM
+		(SELECT digest FROM manifests WHERE repo_id = ? AND digest >= ? ORDER BY digest LIMIT ?)`
 	qImageTags      = `SELECT tag FROM tags WHERE repo_id = ? AND digest = ? ORDER BY tag`
 	qBlobReferenced = `SELECT 1 FROM manifest_refs WHERE repo_id = ? AND ref_digest = ? AND kind = 1 LIMIT 1`
 )
@@ -63,11 +75,12 @@ func scanImage(sc scanner, extra ...any) (metadata.Manifest, error) {
 
 func init() {
 	preparedQueries = append(preparedQueries, qListImagesAny, qListImagesTagged, qListImagesUntagged,
-		qImageWindowEnd, qImageTags, qBlobReferenced)
+		qImageWindow, qImageTags, qBlobReferenced)
 }
 
 // ListImages implements metadata.Store. A windowed page runs in one read
-// transaction, so the page and the window's end are one snapshot.
+// transaction, so the page and the window's end are one snapshot. TAGGED
+// pages need no window: they scan only tagged digests.
 func (s *Store) ListImages(ctx context.Context, repoID string, q metadata.ImageQuery) (metadata.ImagePage, error) {
 	var page metadata.ImagePage
 	err := s.listImages(ctx, repoID, q, &page)
@@ -78,20 +91,19 @@ func (s *Store) ListImages(ctx context.Context, repoID string, q metadata.ImageQ
 }
 
 func (s *Store) listImages(ctx context.Context, repoID string, q metadata.ImageQuery, page *metadata.ImagePage) error {
-	if q.TagStatus == "" || q.TagStatus == metadata.TagStatusAny {
-		rows, err := s.query(ctx, qListImagesAny, repoID, q.From, sqlLimit(q.Limit))
+	switch q.TagStatus {
+	case "", metadata.TagStatusAny, metadata.TagStatusTagged:
+		query := qListImagesAny
+		if q.TagStatus == metadata.TagStatusTagged {
+			query = qListImagesTagged
+		}
+		rows, err := s.query(ctx, query, repoID, q.From, sqlLimit(q.Limit))
 		if err != nil {
 			return err
 		}
 		page.Images, err = scanImages(rows, q.Limit)
 		return err
-	}
-	var query string
-	switch q.TagStatus {
-	case metadata.TagStatusTagged:
-		query = qListImagesTagged
 	case metadata.TagStatusUntagged:
-		query = qListImagesUntagged
 	default:
 		return fmt.Errorf("unknown tag status %q", q.TagStatus)
 	}
@@ -100,7 +112,7 @@ func (s *Store) listImages(ctx context.Context, repoID string, q metadata.ImageQ
 		return err
 	}
 	defer tx.Rollback()
-	rows, err := tx.StmtContext(ctx, s.stmts[query]).QueryContext(ctx, repoID, q.From, sqlLimit(q.Window), sqlLimit(q.Limit))
+	rows, err := tx.StmtContext(ctx, s.stmts[qListImagesUntagged]).QueryContext(ctx, repoID, q.From, sqlLimit(q.Window), sqlLimit(q.Limit))
 	if err != nil {
 		return err
 	}
@@ -110,14 +122,19 @@ func (s *Store) listImages(ctx context.Context, repoID string, q metadata.ImageQ
 	if q.Window <= 0 || (q.Limit > 0 && len(page.Images) >= q.Limit) {
 		return nil
 	}
-	err = tx.StmtContext(ctx, s.stmts[qImageWindowEnd]).QueryRowContext(ctx, repoID, q.From, q.Window-1).Scan(&page.ScannedTo)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil // the window reached the end of the repository
+	var n int
+	var last sql.NullString
+	if err := tx.StmtContext(ctx, s.stmts[qImageWindow]).QueryRowContext(ctx, repoID, q.From, q.Window).Scan(&n, &last); err != nil {
+		return err
 	}
-	return err
+	if n == q.Window {
+		page.ScannedTo = last.String
+	} // else the window reached the end of the repository
+	return nil
 }
 
-// scanImages reads image rows with a tag column, one row per tag.
+// scanImages reads image rows, one per manifest, with its tags as one
+// space-separated column (NULL: none).
 func scanImages(rows *sql.Rows, limit int) ([]metadata.Manifest, error) {
 	defer rows.Close()
 	var out []metadata.Manifest
@@ -125,18 +142,16 @@ func scanImages(rows *sql.Rows, limit int) ([]metadata.Manifest, error) {
 		out = make([]metadata.Manifest, 0, min(limit, 1024))
 	}
 	for rows.Next() {
-		var tag sql.NullString
-		m, err := scanImage(rows, &tag)
+		var tags sql.NullString
+		m, err := scanImage(rows, &tags)
 		if err != nil {
 			return nil, err
 		}
-		if n := len(out); n == 0 || out[n-1].Digest != m.Digest {
-			out = append(out, m)
+		if tags.Valid {
+			m.Tags = strings.Split(tags.String, " ")
+			slices.Sort(m.Tags)
 		}
-		if tag.Valid {
-			last := &out[len(out)-1]
-			last.Tags = append(last.Tags, tag.String)
-		}
+		out = append(out, m)
 	}
 	return out, rows.Err()
 }
