@@ -45,13 +45,17 @@ conformance:
 e2e:
 	scripts/e2e.sh
 
-## bench: the full benchmark against CNCF distribution v3 (docs/benchmarks.md; by hand, minutes)
+## bench: the full benchmark against CNCF distribution v3, then listing at 1,000,000 tags, then one replica against two (docs/benchmarks.md; by hand, minutes)
 bench:
 	go run ./bench
+	go run ./bench -listing
+	go run ./bench -replicas
 
 ## bench-smoke: the benchmark harness on small data, one round (CI runs it)
 bench-smoke:
 	go run ./bench -smoke
+	go run ./bench -listing -smoke
+	go run ./bench -replicas -smoke
 
 ## vuln: govulncheck (needs the Go vulnerability database to be reachable)
 vuln:

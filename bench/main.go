@@ -11,6 +11,9 @@
 //	go run ./bench -smoke          seconds, small data, 1 round (CI)
 //	go run ./bench -profile DIR    also capture Coffer's CPU and heap profiles and traces
 //	go run ./bench -baseline BIN   also measure another Coffer build side by side
+//	go run ./bench -listing        ListImages / DescribeImages pages at 1,000,000 tags, SQLite and PostgreSQL (listing.go)
+//	go run ./bench -listing -smoke the same at 10,000 tags (CI)
+//	go run ./bench -replicas       16 clients' push and pull through one replica and two, on PostgreSQL + S3 (replicas.go)
 //
 // Exit status: 0 when every push, pull and request succeeded with the right
 // digests; 1 on any failure (or, for a full run, without distribution);
@@ -60,6 +63,13 @@ type config struct {
 	bigLayer, smallLayer   int64
 	ceilingBytes           int64
 	only                   string // -variants
+
+	listing      bool // -listing: the listing benchmark instead (listing.go)
+	listingTags  int
+	listingPages int
+	listingOnly  string // -listing-stores
+
+	replicas bool // -replicas: the replicas benchmark instead (replicas.go)
 }
 
 func main() {
@@ -107,6 +117,11 @@ func parseFlags(args []string) (config, error) {
 	fs.BoolVar(&c.prewarm, "prewarm", true, "before each big push, write and delete a scratch file 1.25× its size so that every registry writes into host-backed memory (see prewarm in procstat.go)")
 	fs.StringVar(&c.clientProfile, "client-cpuprofile", "", "write the harness's own CPU profile over the measured rounds to `FILE` (is the client the bottleneck?)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the servers' data directories and logs")
+	fs.BoolVar(&c.listing, "listing", false, "run the listing benchmark instead (issue #9): ListImages and DescribeImages pages of one repository of -listing-tags tags, on SQLite and PostgreSQL, through the ECR API")
+	fs.IntVar(&c.listingTags, "listing-tags", 0, "tags in the -listing repository (default 1000000, or 10000 with -smoke)")
+	fs.IntVar(&c.listingPages, "listing-pages", 0, "pages timed per -listing series and round (default 500, or 40 with -smoke)")
+	fs.BoolVar(&c.replicas, "replicas", false, "run the replicas benchmark instead (issue #9): 16 clients push and pull through one replica and through two on one PostgreSQL and one bucket; -runs rounds")
+	fs.StringVar(&c.listingOnly, "listing-stores", "", "-listing on these stores only, comma-separated: SQLite, PostgreSQL (default both)")
 	fs.StringVar(&c.only, "variants", "", "measure only these Coffer variants, comma-separated names as in the table without \"coffer \" (e.g. \"AES256,AES256 + auth\"); default all")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -124,6 +139,8 @@ func parseFlags(args []string) (config, error) {
 	}
 	def(&c.runs, 3, 1)
 	def(&c.requests, 10000, 500)
+	def(&c.listingTags, 1_000_000, 10_000)
+	def(&c.listingPages, 500, 40)
 	if c.installTimeout == 0 {
 		c.installTimeout = 10 * time.Minute
 		if c.smoke {
@@ -164,6 +181,9 @@ func parseFlags(args []string) (config, error) {
 	}
 	if c.runs < 1 {
 		errs = append(errs, errors.New("-runs must be at least 1"))
+	}
+	if c.listingTags < 2 || c.listingPages < 1 {
+		errs = append(errs, errors.New("-listing-tags must be at least 2 and -listing-pages at least 1"))
 	}
 	if c.requests < 1 || c.concurrency < 1 || c.jobs < 1 {
 		errs = append(errs, errors.New("-requests, -concurrency and -jobs must be at least 1"))
@@ -210,6 +230,12 @@ func run(args []string) int {
 			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 			return 1
 		}
+	}
+	if cfg.listing {
+		return runListing(ctx, cfg, cofferBin)
+	}
+	if cfg.replicas {
+		return runReplicas(ctx, cfg, cofferBin)
 	}
 	var targets []*target
 	var peer *target

@@ -10,6 +10,9 @@
 #   conformance  OCI distribution-spec suite (scripts/conformance.sh)
 #   fuzz         every Fuzz target for FUZZTIME (default 5s) (scripts/fuzz.sh)
 #   bench-smoke  the benchmark harness on small data (go run ./bench -smoke)
+#   bench-list   the listing benchmark at 10,000 tags (go run ./bench -listing -smoke)
+#   bench-replicas  one replica against two on PostgreSQL + S3, small data
+#                (go run ./bench -replicas -smoke)
 #
 # Every stage after deps runs even if an earlier one failed, so one run
 # shows every problem; the exit status is non-zero if any stage failed.
@@ -80,3 +83,5 @@ stage conformance "$ROOT/scripts/conformance.sh"
 stage fuzz "$ROOT/scripts/fuzz.sh" "$FUZZTIME"
 # The benchmark harness on small data, so it keeps working (issue #10).
 stage bench-smoke go run ./bench -smoke
+stage bench-list go run ./bench -listing -smoke
+stage bench-replicas go run ./bench -replicas -smoke
