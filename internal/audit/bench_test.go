@@ -262,3 +262,26 @@ func BenchmarkLookupEvents1M(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkBuildLogFile is sealing's compression, per record: the log
+// file of a segment of 10,000 records, gzip members at BestSpeed.
+func BenchmarkBuildLogFile(b *testing.B) {
+	recs := make([][]byte, lookupPerFile)
+	var n int
+	for i := range recs {
+		recs[i] = benchEntry(i).data
+		n += len(recs[i])
+	}
+	b.SetBytes(int64(n / len(recs)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	var size int
+	for i := 0; i < b.N; i += len(recs) {
+		data, _, err := buildLogFileBlocks(recs)
+		if err != nil {
+			b.Fatal(err)
+		}
+		size = len(data)
+	}
+	b.ReportMetric(float64(n)/float64(size), "ratio")
+}

@@ -2,7 +2,7 @@ package audit
 
 import (
 	"bytes"
-	"compress/gzip"
+	"github.com/klauspost/compress/gzip"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
