@@ -2,7 +2,6 @@ package audit
 
 import (
 	"bytes"
-	"github.com/klauspost/compress/gzip"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -15,6 +14,8 @@ import (
 	"slices"
 	"sort"
 	"sync"
+
+	"github.com/klauspost/compress/gzip"
 )
 
 // An index file (state/index/<unique>.idx) indexes one sealed log file.

@@ -91,3 +91,35 @@ func TestSpareSizing(t *testing.T) {
 		}
 	}
 }
+
+// tail reads a preallocated segment up to its zero tail, a frame longer
+// than its read chunk included, and picks up where it stopped.
+func TestTailReadsPreallocatedSegment(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "seg.wal")
+	big := bytes.Repeat([]byte("x"), tailChunk+1000)
+	data := appendFrame(nil, []byte(`{"format":"h"}`))
+	data = appendFrame(data, big)
+	data = appendFrame(data, []byte(`{"n":2}`))
+	valid := len(data)
+	if err := os.WriteFile(p, append(data, make([]byte, 1<<20)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := &tailSeg{}
+	recs, err := s.read(p)
+	if err != nil || len(recs) != 2 || !bytes.Equal(recs[0], big) || string(recs[1]) != `{"n":2}` {
+		t.Fatalf("read: %d records, %v", len(recs), err)
+	}
+	if s.offset != int64(valid) {
+		t.Fatalf("offset %d, want %d (the end of the last frame)", s.offset, valid)
+	}
+	// A frame written later into the zero tail.
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt(appendFrame(nil, []byte(`{"n":3}`)), int64(valid))
+	f.Close()
+	if recs, err = s.read(p); err != nil || len(recs) != 1 || string(recs[0]) != `{"n":3}` {
+		t.Fatalf("second read: %q, %v", recs, err)
+	}
+}

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -218,28 +219,52 @@ func (t *tailer) sealed(u string, print bool) error {
 	return nil
 }
 
-// read returns the complete frames written since the last read.
+// read returns the complete frames written since the last read. It reads
+// in chunks and stops at the first incomplete frame, so the zero-filled
+// tail of a preallocated segment (spare.go) is not read at every poll.
 func (s *tailSeg) read(p string) ([][]byte, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	if _, err := f.Seek(s.offset, io.SeekStart); err != nil {
-		return nil, err
+	var out [][]byte
+	buf := make([]byte, tailChunk)
+	for {
+		n, rerr := f.ReadAt(buf, s.offset)
+		if rerr != nil && rerr != io.EOF {
+			return nil, rerr
+		}
+		data := buf[:n]
+		frames, valid := parseFrames(data)
+		for _, fr := range frames {
+			out = append(out, slices.Clone(fr))
+		}
+		s.offset += int64(valid)
+		if n < len(buf) {
+			break // the end of the file: what is left is incomplete
+		}
+		rest := data[valid:]
+		if len(rest) < frameHeader {
+			continue // the buffer ended at a frame boundary or in a header
+		}
+		l := int(binary.BigEndian.Uint32(rest))
+		if l == 0 || l > maxFrame || frameHeader+l <= len(rest) {
+			break // the zero tail, or a frame still being written
+		}
+		if frameHeader+l > len(buf) {
+			buf = make([]byte, frameHeader+l) // a frame longer than the buffer
+		}
 	}
-	data, err := io.ReadAll(io.LimitReader(f, 64<<20))
-	if err != nil {
-		return nil, err
-	}
-	frames, valid := parseFrames(data)
-	s.offset += int64(valid)
-	if !s.header && len(frames) > 0 {
+	if !s.header && len(out) > 0 {
 		s.header = true
-		frames = frames[1:]
+		out = out[1:]
 	}
-	return frames, nil
+	return out, nil
 }
+
+// tailChunk is how much of a segment tail reads at a time.
+const tailChunk = 256 << 10
 
 // logFiles lists the log files of every trail from the day of from on.
 func (t *tailer) logFiles(from time.Time) ([]string, error) {
