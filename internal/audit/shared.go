@@ -81,6 +81,8 @@ type SharedRegistry interface {
 	// AuditHead returns the shared chain's head (zero before the first
 	// digest).
 	AuditHead(ctx context.Context) (SharedHead, error)
+	// PendingAuditFiles returns the registered files no digest lists yet.
+	PendingAuditFiles(ctx context.Context) ([]SharedFile, error)
 }
 
 // SharedConfig turns the shared trail on.
@@ -374,18 +376,34 @@ func VerifyShared(ctx context.Context, objects storage.Driver, reg SharedRegistr
 	if err != nil {
 		return nil, fmt.Errorf("read the shared trail: %w", err)
 	}
+	// The registry stands in for a writer's state: its head catches the
+	// deletion of the newest digests, and the files it holds that no
+	// digest lists yet (registered after the last digest, whatever the
+	// time in their names) are pending, not inserted.
 	head, err := reg.AuditHead(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read the shared trail's head: %w", err)
 	}
+	pending, err := reg.PendingAuditFiles(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the shared trail's pending files: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, stateDir), 0o700); err != nil {
+		return nil, err
+	}
 	if head.Object != "" {
 		hb, _ := json.Marshal(headState{Object: head.Object, SHA256: head.SHA256, Signature: head.Signature, End: head.End})
-		if err := os.MkdirAll(filepath.Join(dir, stateDir), 0o700); err != nil {
-			return nil, err
-		}
 		if err := os.WriteFile(headPath(dir), hb, 0o600); err != nil {
 			return nil, err
 		}
+	}
+	var journal []byte
+	for _, f := range pending {
+		b, _ := json.Marshal(journalLine{Op: "sealed", Object: f.Object, SHA256: f.SHA256})
+		journal = append(append(journal, b...), '\n')
+	}
+	if err := os.WriteFile(filepath.Join(dir, stateDir, "journal"), journal, 0o600); err != nil {
+		return nil, err
 	}
 	return Verify(dir, pub, from, to)
 }

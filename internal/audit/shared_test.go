@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,6 +65,18 @@ func (r *memRegistry) AuditHead(context.Context) (SharedHead, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.head, nil
+}
+
+func (r *memRegistry) PendingAuditFiles(context.Context) ([]SharedFile, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []SharedFile
+	for _, f := range r.files {
+		if !r.digested[f.Object] {
+			out = append(out, f)
+		}
+	}
+	return out, nil
 }
 
 func (r *memRegistry) registered() int {
@@ -202,5 +215,52 @@ func TestSharedTrailPublishesLater(t *testing.T) {
 	published, err := os.ReadFile(filepath.Join(dir, stateDir, "published"))
 	if err != nil || strings.Count(string(published), "\n") != 1 {
 		t.Fatalf("state/published = %q, %v; want one line", published, err)
+	}
+}
+
+// A log file registered after a digest that ends later than the time in
+// its name (a replica that published late) is pending until the next
+// digest lists it, not inserted.
+func TestSharedTrailLateFileIsPending(t *testing.T) {
+	ctx := t.Context()
+	shared, objects, reg := sharedFixture(t)
+	var clock atomic.Int64
+	clock.Store(time.Now().Add(-time.Hour).UnixNano())
+	s := newTestStore(t, t.TempDir(), func(c *Config) {
+		c.Shared = shared
+		c.Now = func() time.Time { return time.Unix(0, clock.Load()) }
+	})
+	if err := s.Record(ctx, testInfo(1), Outcome{Status: 200}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitRegistered(t, reg, 1)
+	clock.Add(int64(10 * time.Minute)) // the digest ends well after the file's name
+	if err := s.SharedDigest(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	// A late file: its name's time is before the digest's end, it is in
+	// the store and registered, and no digest lists it yet.
+	late := reg.files[0]
+	late.Object = strings.Replace(late.Object, late.Object[len(late.Object)-len("XXXXXXXXXXXXXXXX.json.gz"):], "LateLateLateLate.json.gz", 1)
+	data, err := os.ReadFile(filepath.Join(s.cfg.Dir, filepath.FromSlash(reg.files[0].Object)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := putObject(ctx, objects, SharedPrefix+late.Object, data); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.RegisterAuditFile(ctx, late); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	rep, err := VerifyShared(ctx, objects, reg, testPub(), time.Time{}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || !slices.Contains(rep.Pending, late.Object) {
+		t.Fatalf("late file: %+v; want it pending, no problem", rep)
 	}
 }

@@ -164,14 +164,26 @@ func (r auditRegistry) AuditHead(ctx context.Context) (audit.SharedHead, error) 
 	return sharedHead(h), err
 }
 
+func (r auditRegistry) PendingAuditFiles(ctx context.Context) ([]audit.SharedFile, error) {
+	fs, err := r.pg.PendingAuditFiles(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return sharedFiles(fs), nil
+}
+
+func sharedFiles(fs []postgres.AuditFile) []audit.SharedFile {
+	files := make([]audit.SharedFile, len(fs))
+	for i, f := range fs {
+		files[i] = audit.SharedFile{Object: f.Object, SHA256: f.SHA256, Oldest: f.Oldest, Newest: f.Newest,
+			Events: int(f.Events), Replica: f.Replica}
+	}
+	return files
+}
+
 func (r auditRegistry) DigestAuditFiles(ctx context.Context, limit int, fn func(audit.SharedHead, []audit.SharedFile) (audit.SharedHead, error)) error {
 	return r.pg.DigestAuditFiles(ctx, limit, func(h postgres.AuditHead, fs []postgres.AuditFile) (postgres.AuditHead, error) {
-		files := make([]audit.SharedFile, len(fs))
-		for i, f := range fs {
-			files[i] = audit.SharedFile{Object: f.Object, SHA256: f.SHA256, Oldest: f.Oldest, Newest: f.Newest,
-				Events: int(f.Events), Replica: f.Replica}
-		}
-		next, err := fn(sharedHead(h), files)
+		next, err := fn(sharedHead(h), sharedFiles(fs))
 		if err != nil {
 			return postgres.AuditHead{}, err
 		}

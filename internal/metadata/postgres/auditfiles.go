@@ -56,6 +56,25 @@ func (s *Store) AuditHead(ctx context.Context) (AuditHead, error) {
 	return h, nil
 }
 
+// PendingAuditFiles returns the registered files no digest lists yet, in
+// registration order.
+func (s *Store) PendingAuditFiles(ctx context.Context) ([]AuditFile, error) {
+	rows, err := s.pool.Query(ctx, `SELECT object, sha256, oldest, newest, events, replica FROM audit_files
+		WHERE digest IS NULL ORDER BY seq`)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: pending audit files: %w", err)
+	}
+	files, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (AuditFile, error) {
+		var f AuditFile
+		err := r.Scan(&f.Object, &f.SHA256, &f.Oldest, &f.Newest, &f.Events, &f.Replica)
+		return f, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: pending audit files: %w", err)
+	}
+	return files, nil
+}
+
 // DigestAuditFiles calls fn with the head and the registered files no
 // digest lists yet (in registration order, at most limit), under an
 // advisory lock; if fn succeeds, the files are marked as listed by fn's

@@ -49,6 +49,9 @@ func TestAuditFiles(t *testing.T) {
 	if h, _ := a.AuditHead(ctx); h.Object != "d1" || h.End != 100 {
 		t.Fatalf("head after the first digest: %+v", h)
 	}
+	if p, err := b.PendingAuditFiles(ctx); err != nil || len(p) != 1 || p[0].Object != "f2" || p[0].Events != 3 {
+		t.Fatalf("pending after the first digest: %+v, %v; want f2", p, err)
+	}
 
 	// Concurrent digests: each chains to the previous one's head.
 	var mu sync.Mutex
