@@ -484,10 +484,14 @@ type eventMeta struct {
 }
 
 func metaOf(ev *Event) eventMeta {
-	t, err := parseTime(ev.EventTime)
-	m := eventMeta{t: t.Unix(), eventID: ev.EventID, name: ev.EventName, source: ev.EventSource, errorCode: ev.ErrorCode}
-	if err == nil {
-		m.eventTime = ev.EventTime
+	m := eventMeta{eventID: ev.EventID, name: ev.EventName, source: ev.EventSource, errorCode: ev.ErrorCode}
+	if c := lastEventTime.Load(); c != nil && c.s == ev.EventTime {
+		// The current second, as eventTime formatted it: no parse.
+		m.t, m.eventTime = c.sec, ev.EventTime
+	} else if t, err := parseTime(ev.EventTime); err == nil {
+		m.t, m.eventTime = t.Unix(), ev.EventTime
+	} else {
+		m.t = t.Unix()
 	}
 	add := func(k, v string) {
 		if v == "" {
