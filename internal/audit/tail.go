@@ -34,7 +34,7 @@ func Tail(ctx context.Context, dir string, w io.Writer, opt TailOptions) error {
 	if opt.Poll <= 0 {
 		opt.Poll = 250 * time.Millisecond
 	}
-	t := &tailer{dir: dir, w: w, since: opt.Since, segs: map[string]*tailSeg{}, seen: map[string]bool{}, taken: map[string]bool{}}
+	t := &tailer{dir: dir, w: w, since: opt.Since, segs: map[string]*tailSeg{}, seen: map[string]bool{}}
 	if err := t.start(); err != nil {
 		return err
 	}
@@ -60,11 +60,11 @@ type tailer struct {
 	w     io.Writer
 	since time.Time
 	segs  map[string]*tailSeg // by unique
-	seen  map[string]bool     // log files printed (or present at start)
-	// taken are the uniques of the files in seen: a segment whose log
-	// file was taken whole (it was born and sealed between two looks at
-	// the segments) is not read again while its file lingers.
-	taken map[string]bool
+	// seen holds the uniques of the log files printed (or present at
+	// start). A segment whose log file was taken whole (it was born and
+	// sealed between two looks at the segments) is not read again while
+	// its file lingers.
+	seen map[string]bool
 
 	// afterList, if set, runs between start's listing of the log files
 	// and its reading of the segments: tests seal a segment there.
@@ -111,14 +111,14 @@ func (t *tailer) start() error {
 // their segment, as seen, printing them if print.
 func (t *tailer) takeFiles(files []string, print bool) error {
 	for _, f := range files {
-		if t.seen[f] {
+		u := fileUnique(f)
+		if t.seen[u] {
 			continue
 		}
-		if _, live := t.segs[fileUnique(f)]; live {
+		if _, live := t.segs[u]; live {
 			continue // printed from its segment, then from the rest of its file
 		}
-		t.seen[f] = true
-		t.taken[fileUnique(f)] = true
+		t.seen[u] = true
 		if print {
 			if err := t.printFile(f, 0); err != nil {
 				return err
@@ -165,7 +165,7 @@ func (t *tailer) readSegments(print bool) error {
 	for _, n := range names {
 		_, u, _ := segmentUnique(n)
 		s := t.segs[u]
-		if s == nil && t.taken[u] {
+		if s == nil && t.seen[u] {
 			continue // sealed already, and its log file printed whole
 		}
 		if s == nil {
@@ -206,9 +206,8 @@ func (t *tailer) sealed(u string, print bool) error {
 		return err
 	}
 	for _, f := range files {
-		if fileUnique(f) == u && !t.seen[f] {
-			t.seen[f] = true
-			t.taken[u] = true
+		if fileUnique(f) == u && !t.seen[u] {
+			t.seen[u] = true
 			if print {
 				if err := t.printFile(f, s.printed); err != nil {
 					return err

@@ -108,7 +108,7 @@ func TestTailSinceWhileSealing(t *testing.T) {
 			}
 		}
 		var out syncBuffer
-		tl := &tailer{dir: dir, w: &out, since: time.Unix(0, 0), segs: map[string]*tailSeg{}, seen: map[string]bool{}, taken: map[string]bool{}}
+		tl := &tailer{dir: dir, w: &out, since: time.Unix(0, 0), segs: map[string]*tailSeg{}, seen: map[string]bool{}}
 		seal := func() {
 			if err := s.Flush(context.Background()); err != nil {
 				t.Fatal(err)
