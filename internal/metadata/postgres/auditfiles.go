@@ -44,35 +44,47 @@ func (s *Store) RegisterAuditFile(ctx context.Context, f AuditFile) error {
 
 // AuditHead returns the shared chain's head; zero before the first digest.
 func (s *Store) AuditHead(ctx context.Context) (AuditHead, error) {
-	var h AuditHead
-	err := s.pool.QueryRow(ctx, `SELECT object, sha256, signature, end_time FROM audit_head WHERE id = 1`).
-		Scan(&h.Object, &h.SHA256, &h.Signature, &h.End)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return AuditHead{}, nil
-	}
+	h, err := auditHead(ctx, s.pool)
 	if err != nil {
 		return AuditHead{}, fmt.Errorf("postgres: audit head: %w", err)
 	}
 	return h, nil
 }
 
+func auditHead(ctx context.Context, q rowQuerier) (AuditHead, error) {
+	var h AuditHead
+	err := q.QueryRow(ctx, `SELECT object, sha256, signature, end_time FROM audit_head WHERE id = 1`).
+		Scan(&h.Object, &h.SHA256, &h.Signature, &h.End)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return AuditHead{}, nil
+	}
+	return h, err
+}
+
 // PendingAuditFiles returns the registered files no digest lists yet, in
 // registration order.
 func (s *Store) PendingAuditFiles(ctx context.Context) ([]AuditFile, error) {
-	rows, err := s.pool.Query(ctx, `SELECT object, sha256, oldest, newest, events, replica FROM audit_files
-		WHERE digest IS NULL ORDER BY seq`)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: pending audit files: %w", err)
-	}
-	files, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (AuditFile, error) {
-		var f AuditFile
-		err := r.Scan(&f.Object, &f.SHA256, &f.Oldest, &f.Newest, &f.Events, &f.Replica)
-		return f, err
-	})
+	files, err := pendingAuditFiles(ctx, s.pool, 0)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: pending audit files: %w", err)
 	}
 	return files, nil
+}
+
+// pendingAuditFiles is PendingAuditFiles on q, at most limit files (0: all).
+func pendingAuditFiles(ctx context.Context, q interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}, limit int) ([]AuditFile, error) {
+	rows, err := q.Query(ctx, `SELECT object, sha256, oldest, newest, events, replica FROM audit_files
+		WHERE digest IS NULL ORDER BY seq LIMIT $1`, pgLimit(limit))
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (AuditFile, error) {
+		var f AuditFile
+		err := r.Scan(&f.Object, &f.SHA256, &f.Oldest, &f.Newest, &f.Events, &f.Replica)
+		return f, err
+	})
 }
 
 // DigestAuditFiles calls fn with the head and the registered files no
@@ -85,36 +97,23 @@ func (s *Store) DigestAuditFiles(ctx context.Context, limit int, fn func(AuditHe
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(auditDigestLock)); err != nil {
 			return err
 		}
-		var h AuditHead
-		err := tx.QueryRow(ctx, `SELECT object, sha256, signature, end_time FROM audit_head WHERE id = 1`).
-			Scan(&h.Object, &h.SHA256, &h.Signature, &h.End)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return err
-		}
-		rows, err := tx.Query(ctx, `SELECT seq, object, sha256, oldest, newest, events, replica FROM audit_files
-			WHERE digest IS NULL ORDER BY seq LIMIT $1`, limit)
+		h, err := auditHead(ctx, tx)
 		if err != nil {
 			return err
 		}
-		var seqs []int64
-		var files []AuditFile
-		for rows.Next() {
-			var seq int64
-			var f AuditFile
-			if err := rows.Scan(&seq, &f.Object, &f.SHA256, &f.Oldest, &f.Newest, &f.Events, &f.Replica); err != nil {
-				rows.Close()
-				return err
-			}
-			seqs, files = append(seqs, seq), append(files, f)
-		}
-		if err := rows.Err(); err != nil {
+		files, err := pendingAuditFiles(ctx, tx, limit)
+		if err != nil {
 			return err
 		}
 		next, err := fn(h, files)
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE audit_files SET digest = $1 WHERE seq = ANY($2)`, next.Object, seqs); err != nil {
+		objects := make([]string, len(files))
+		for i, f := range files {
+			objects[i] = f.Object
+		}
+		if _, err := tx.Exec(ctx, `UPDATE audit_files SET digest = $1 WHERE object = ANY($2)`, next.Object, objects); err != nil {
 			return err
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO audit_head (id, object, sha256, signature, end_time) VALUES (1, $1, $2, $3, $4)

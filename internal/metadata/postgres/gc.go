@@ -221,16 +221,8 @@ func (s *Store) UnreferencedLinks(ctx context.Context, before time.Time, afterRe
 	if err != nil {
 		return nil, fmt.Errorf("unreferenced links: %w", err)
 	}
-	defer rows.Close()
-	var out []metadata.Link
-	for rows.Next() {
-		l, err := scanLink(rows)
-		if err != nil {
-			return nil, fmt.Errorf("unreferenced links: %w", err)
-		}
-		out = append(out, l)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (metadata.Link, error) { return scanLink(r) })
+	if err != nil {
 		return nil, fmt.Errorf("unreferenced links: %w", err)
 	}
 	return out, nil
