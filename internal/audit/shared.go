@@ -2,7 +2,6 @@ package audit
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -363,15 +362,22 @@ func VerifyShared(ctx context.Context, objects storage.Driver, reg SharedRegistr
 			return err
 		}
 		defer r.Close()
-		var buf bytes.Buffer
-		if _, err := io.Copy(&buf, r); err != nil {
-			return fmt.Errorf("read %s: %w", info.Key, err)
-		}
 		p := filepath.Join(dir, filepath.FromSlash(name))
 		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 			return err
 		}
-		return os.WriteFile(p, buf.Bytes(), 0o600)
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(f, r)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", info.Key, err)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read the shared trail: %w", err)
