@@ -219,7 +219,7 @@ func pidCPU(pids []int) map[int]float64 {
 func replicaReport(samples []replicaSample, rounds, layers int, layer int64) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n## Replicas: %d clients, each pushing then pulling %d × %s layers (%d rounds)\n\n",
-		replicaClients, layers, sizeString(layer), rounds)
+		replicaClients, layers, size(layer), rounds)
 	by := func(n int, f func(replicaSample) float64) []float64 {
 		var v []float64
 		for _, s := range samples {
@@ -229,19 +229,19 @@ func replicaReport(samples []replicaSample, rounds, layers int, layer int64) str
 		}
 		return v
 	}
-	med := func(v []float64) string {
-		if len(v) == 0 {
+	// The harness's summaries: median (min–max) over the rounds.
+	med := func(v []float64, suffix string) string {
+		st, ok := newStat(v)
+		if !ok {
 			return "–"
 		}
-		s := slices.Clone(v)
-		slices.Sort(s)
-		return fmt.Sprintf("%.1f (%.1f–%.1f)", s[len(s)/2], s[0], s[len(s)-1])
+		return cell(st, suffix)
 	}
 	push := func(s replicaSample) float64 { return s.push }
 	pull := func(s replicaSample) float64 { return s.pull }
 	fmt.Fprintf(&b, "| setup | push MB/s | pull MB/s |\n|---|---:|---:|\n")
 	for _, n := range []int{1, 2} {
-		fmt.Fprintf(&b, "| %d replica(s) | %s | %s |\n", n, med(by(n, push)), med(by(n, pull)))
+		fmt.Fprintf(&b, "| %d replica(s) | %s | %s |\n", n, med(by(n, push), ""), med(by(n, pull), ""))
 	}
 	ratio := func(f func(replicaSample) float64) []float64 {
 		one, two := by(1, f), by(2, f)
@@ -253,15 +253,7 @@ func replicaReport(samples []replicaSample, rounds, layers int, layer int64) str
 		}
 		return v
 	}
-	medRatio := func(v []float64) string {
-		if len(v) == 0 {
-			return "–"
-		}
-		s := slices.Clone(v)
-		slices.Sort(s)
-		return fmt.Sprintf("%.2f× (%.2f–%.2f)", s[len(s)/2], s[0], s[len(s)-1])
-	}
-	fmt.Fprintf(&b, "| 2 ÷ 1, same round | %s | %s |\n\n", medRatio(ratio(push)), medRatio(ratio(pull)))
+	fmt.Fprintf(&b, "| 2 ÷ 1, same round | %s | %s |\n\n", med(ratio(push), "×"), med(ratio(pull), "×"))
 	fmt.Fprintf(&b, "Where the CPU went (cores busy = CPU seconds ÷ wall seconds, median; the machine has %d):\n\n", runtime.NumCPU())
 	var groups []string
 	for _, s := range samples {
@@ -277,26 +269,18 @@ func replicaReport(samples []replicaSample, rounds, layers int, layer int64) str
 		for k, ph := range []string{"push", "pull"} {
 			fmt.Fprintf(&b, "| %d replica(s), %s |", n, ph)
 			for _, g := range groups {
-				fmt.Fprintf(&b, " %s |", medOne(by(n, func(s replicaSample) float64 { return s.cpu[g][k] / s.wall[k] })))
+				fmt.Fprintf(&b, " %s |", cores(by(n, func(s replicaSample) float64 { return s.cpu[g][k] / s.wall[k] })))
 			}
-			fmt.Fprintf(&b, " %s |\n", medOne(by(n, func(s replicaSample) float64 { return s.machine[k] / s.wall[k] })))
+			fmt.Fprintf(&b, " %s |\n", cores(by(n, func(s replicaSample) float64 { return s.machine[k] / s.wall[k] })))
 		}
 	}
 	return b.String()
 }
 
-func medOne(v []float64) string {
+// cores is the median of busy cores, to the hundredth.
+func cores(v []float64) string {
 	if len(v) == 0 {
 		return "–"
 	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	return fmt.Sprintf("%.2f", s[len(s)/2])
-}
-
-func sizeString(n int64) string {
-	if n >= 1<<20 {
-		return fmt.Sprintf("%d MiB", n>>20)
-	}
-	return fmt.Sprintf("%d KiB", n>>10)
+	return fmt.Sprintf("%.2f", median(v))
 }
