@@ -27,28 +27,40 @@ const settingTokenKey = "token_signing_key"
 // tokenKey returns the registry-token signing key, generated once and kept
 // sealed under the root key in the metadata store.
 func tokenKey(ctx context.Context, store metadata.Store, root *rootkey.Key) (*token.Key, error) {
+	key, err := sealedSecret(ctx, store, root, settingTokenKey, "token key")
+	if err != nil {
+		return nil, err
+	}
+	return token.NewKey(key)
+}
+
+// sealedSecret returns the 32-byte secret kept under setting, sealed under
+// the root key (bound to the setting's name): the first process to ask
+// generates and stores it, every later one (every replica sharing the
+// metadata) reads the same. what names it in errors.
+func sealedSecret(ctx context.Context, store metadata.Store, root *rootkey.Key, setting, what string) ([]byte, error) {
 	secret := make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
 		return nil, err
 	}
-	ec := map[string]string{"coffer:secret": settingTokenKey}
+	ec := map[string]string{"coffer:secret": setting}
 	sealed, err := root.Wrap(secret, ec)
 	if err != nil {
 		return nil, err
 	}
-	stored, err := store.PutSettingIfAbsent(ctx, settingTokenKey, base64.StdEncoding.EncodeToString(sealed))
+	stored, err := store.PutSettingIfAbsent(ctx, setting, base64.StdEncoding.EncodeToString(sealed))
 	if err != nil {
-		return nil, fmt.Errorf("token key: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	raw, err := base64.StdEncoding.DecodeString(stored)
 	if err != nil {
-		return nil, fmt.Errorf("token key: stored value is not base64")
+		return nil, fmt.Errorf("%s: stored value is not base64", what)
 	}
 	key, err := root.Unwrap(raw, ec)
 	if err != nil {
-		return nil, fmt.Errorf("token key: does not open under the root key")
+		return nil, fmt.Errorf("%s: does not open under the root key", what)
 	}
-	return token.NewKey(key)
+	return key, nil
 }
 
 // bootstrapAdmin creates the administrator on first start. A generated key

@@ -2,9 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -24,26 +21,9 @@ const settingPresignKey = "presign_signing_key"
 // it: a URL key cannot mint registry tokens, nor a token key URLs, and
 // every replica sharing the metadata verifies the same URLs.
 func presignKey(ctx context.Context, store metadata.Store, root *rootkey.Key) (*presign.Key, error) {
-	secret := make([]byte, 32)
-	if _, err := rand.Read(secret); err != nil {
-		return nil, err
-	}
-	ec := map[string]string{"coffer:secret": settingPresignKey}
-	sealed, err := root.Wrap(secret, ec)
+	key, err := sealedSecret(ctx, store, root, settingPresignKey, "presign key")
 	if err != nil {
 		return nil, err
-	}
-	stored, err := store.PutSettingIfAbsent(ctx, settingPresignKey, base64.StdEncoding.EncodeToString(sealed))
-	if err != nil {
-		return nil, fmt.Errorf("presign key: %w", err)
-	}
-	raw, err := base64.StdEncoding.DecodeString(stored)
-	if err != nil {
-		return nil, fmt.Errorf("presign key: stored value is not base64")
-	}
-	key, err := root.Unwrap(raw, ec)
-	if err != nil {
-		return nil, fmt.Errorf("presign key: does not open under the root key")
 	}
 	return presign.NewKey(key)
 }

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -79,25 +78,11 @@ func sharedTrail(ctx context.Context, pg *postgres.Store, store metadata.Store, 
 // SharedAuditKey returns the shared trail's signing key, generated once
 // and kept sealed under the root key in the metadata store.
 func SharedAuditKey(ctx context.Context, store metadata.Store, root *rootkey.Key) (ed25519.PrivateKey, error) {
-	_, fresh, err := ed25519.GenerateKey(rand.Reader)
+	seed, err := sealedSecret(ctx, store, root, settingSharedAuditKey, "shared audit key")
 	if err != nil {
 		return nil, err
 	}
-	ec := map[string]string{"coffer:secret": settingSharedAuditKey}
-	sealed, err := root.Wrap(fresh.Seed(), ec)
-	if err != nil {
-		return nil, err
-	}
-	stored, err := store.PutSettingIfAbsent(ctx, settingSharedAuditKey, base64.StdEncoding.EncodeToString(sealed))
-	if err != nil {
-		return nil, fmt.Errorf("shared audit key: %w", err)
-	}
-	raw, err := base64.StdEncoding.DecodeString(stored)
-	if err != nil {
-		return nil, errors.New("shared audit key: stored value is not base64")
-	}
-	seed, err := root.Unwrap(raw, ec)
-	if err != nil || len(seed) != ed25519.SeedSize {
+	if len(seed) != ed25519.SeedSize {
 		return nil, errors.New("shared audit key: does not open under the root key")
 	}
 	key := ed25519.NewKeyFromSeed(seed)
