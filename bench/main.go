@@ -47,6 +47,7 @@ type config struct {
 	registryBin     string
 	baselineBin     string
 	baselineVersion string
+	auditOff        bool
 	peer            bool
 	installTimeout  time.Duration
 	requests        int
@@ -105,6 +106,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.cofferVersion, "coffer-version", "", "what the -coffer binary was built from, for the report (e.g. a commit)")
 	fs.StringVar(&c.baselineBin, "baseline", "", "also measure this other Coffer `binary` (first variant's settings), e.g. the previous commit's build")
 	fs.StringVar(&c.baselineVersion, "baseline-version", "", "what the -baseline binary was built from, for the report")
+	fs.BoolVar(&c.auditOff, "audit-off", false, "as -baseline, measure this source built with the audit trail compiled out (-tags coffer_bench_noaudit): what the trail costs (issue #8)")
 	fs.StringVar(&c.registryBin, "registry", "", "distribution v3 registry binary (default: .tools/bin/registry, installed with go install if missing)")
 	fs.BoolVar(&c.peer, "peer", true, "compare with distribution v3 (-peer=false: Coffer alone, no ratios)")
 	fs.DurationVar(&c.installTimeout, "install-timeout", 0, "how long installing distribution may take (default 10m, or 3m with -smoke)")
@@ -185,6 +187,9 @@ func parseFlags(args []string) (config, error) {
 	if c.listingTags < 2 || c.listingPages < 1 {
 		errs = append(errs, errors.New("-listing-tags must be at least 2 and -listing-pages at least 1"))
 	}
+	if c.auditOff && c.baselineBin != "" {
+		errs = append(errs, errors.New("-audit-off and -baseline both name the baseline: give one"))
+	}
 	if c.requests < 1 || c.concurrency < 1 || c.jobs < 1 {
 		errs = append(errs, errors.New("-requests, -concurrency and -jobs must be at least 1"))
 	}
@@ -230,6 +235,14 @@ func run(args []string) int {
 			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 			return 1
 		}
+	}
+	if cfg.auditOff {
+		logf("building ./cmd/coffer with the audit trail compiled out")
+		if cfg.baselineBin, err = buildCoffer(ctx, root, work, "coffer_bench_noaudit"); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+			return 1
+		}
+		cfg.baselineVersion = "audit compiled out"
 	}
 	if cfg.listing {
 		return runListing(ctx, cfg, cofferBin)

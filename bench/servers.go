@@ -288,10 +288,11 @@ func repoRoot(ctx context.Context) (string, error) {
 	return filepath.Dir(gomod), nil
 }
 
-// buildCoffer builds ./cmd/coffer into dir and returns the binary's path.
-func buildCoffer(ctx context.Context, root, dir string) (string, error) {
-	bin := filepath.Join(dir, "coffer")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/coffer")
+// buildCoffer builds ./cmd/coffer into dir, with the build tags given,
+// and returns the binary's path.
+func buildCoffer(ctx context.Context, root, dir string, tags ...string) (string, error) {
+	bin := filepath.Join(dir, strings.Join(append([]string{"coffer"}, tags...), "-"))
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", strings.Join(tags, ","), "-o", bin, "./cmd/coffer")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build ./cmd/coffer: %w\n%s", err, out)

@@ -1,0 +1,7 @@
+//go:build !coffer_bench_noaudit
+
+package audit
+
+// recordsNothing is false in every build but the benchmark's one that
+// measures what the trail costs (benchtag_off.go).
+const recordsNothing = false
