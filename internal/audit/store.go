@@ -133,6 +133,7 @@ type Store struct {
 	buf       []byte
 	committed atomic.Uint64 // last durable sequence number
 	commits   atomic.Uint64 // group commits (write + fsync)
+	commitNS  atomic.Int64  // time the group commits took, write to fsync's return
 
 	sealer *sealer
 	shared *publisher // the shared trail's publisher, or nil
@@ -183,6 +184,9 @@ func NewStore(cfg Config) (*Store, error) {
 	s.started = s.now().UTC().Truncate(time.Second)
 	if recordsNothing {
 		s.log.Error("audit: this build records no requests (built with -tags coffer_bench_noaudit): for benchmarks only")
+	}
+	if skipSync {
+		s.log.Error("audit: this build never syncs the trail to disk (built with -tags coffer_bench_nosync): for benchmarks only")
 	}
 	for _, d := range []string{cfg.Dir, s.segDir, s.tmpDir} {
 		if err := mkdirAllSync(d); err != nil {
@@ -245,8 +249,10 @@ func NewStore(cfg Config) (*Store, error) {
 // Stats are the store's counters, for metrics.
 type Stats struct {
 	// Records made durable and the group commits (one write and one
-	// fsync each) that did it since the store opened.
+	// fsync each) that did it since the store opened, and the time those
+	// commits took, from the write to the fsync's return.
 	Records, Commits uint64
+	CommitTime       time.Duration
 	// SharedBacklog is the number of sealed log files waiting to be
 	// published to the replicas' shared trail.
 	SharedBacklog int
@@ -254,7 +260,7 @@ type Stats struct {
 
 // Stats returns the store's counters.
 func (s *Store) Stats() Stats {
-	st := Stats{Records: s.committed.Load(), Commits: s.commits.Load()}
+	st := Stats{Records: s.committed.Load(), Commits: s.commits.Load(), CommitTime: time.Duration(s.commitNS.Load())}
 	if s.shared != nil {
 		st.SharedBacklog = s.shared.backlog()
 	}
@@ -383,6 +389,7 @@ func (s *Store) commit(b *batch) {
 		buf = appendFrame(buf, e.data)
 	}
 	s.buf = buf
+	start := time.Now()
 	if err := s.seg.write(buf); err != nil {
 		// The segment's state on disk is uncertain: give up on it (its
 		// durable prefix is sealed) and start a new one next time.
@@ -412,6 +419,7 @@ func (s *Store) commit(b *batch) {
 		f.enqueue(b.entries)
 	}
 	s.committed.Store(s.seq)
+	s.commitNS.Add(int64(time.Since(start)))
 	s.commits.Add(1)
 	close(b.done)
 	if s.seg.count >= s.cfg.FileMaxEvents {

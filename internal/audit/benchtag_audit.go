@@ -3,5 +3,5 @@
 package audit
 
 // recordsNothing is false in every build but the benchmark's one that
-// measures what the trail costs (benchtag_off.go).
+// measures what the trail costs (benchtag_noaudit.go).
 const recordsNothing = false
