@@ -76,7 +76,7 @@ func pendingAuditFiles(ctx context.Context, q interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }, limit int) ([]AuditFile, error) {
 	rows, err := q.Query(ctx, `SELECT object, sha256, oldest, newest, events, replica FROM audit_files
-		WHERE digest IS NULL ORDER BY seq LIMIT $1`, pgLimit(limit))
+		WHERE digest IS NULL ORDER BY seq LIMIT $1`, sqlLimit(limit))
 	if err != nil {
 		return nil, err
 	}

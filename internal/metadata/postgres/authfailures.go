@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Authentication failures shared by replicas (issue #9; the table is
@@ -68,19 +70,15 @@ func (s *Store) AddAuthFailures(ctx context.Context, window time.Duration, add m
 	if err != nil {
 		return nil, fmt.Errorf("postgres: add auth failures: %w", err)
 	}
-	defer rows.Close()
 	out := make(map[string]AuthFailureCount, len(subjects))
-	for rows.Next() {
-		var (
-			k       string
-			n, left int64
-		)
-		if err := rows.Scan(&k, &n, &left); err != nil {
-			return nil, fmt.Errorf("postgres: add auth failures: %w", err)
-		}
+	var (
+		k       string
+		n, left int64
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&k, &n, &left}, func() error {
 		out[stored[k]] = AuthFailureCount{Failures: n, Left: time.Duration(max(left, 0)) * time.Microsecond}
-	}
-	if err := rows.Err(); err != nil {
+		return nil
+	}); err != nil {
 		return nil, fmt.Errorf("postgres: add auth failures: %w", err)
 	}
 	return out, nil

@@ -2,32 +2,18 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cofferhq/coffer/internal/metadata"
+	"github.com/cofferhq/coffer/internal/metadata/sqlstore"
 )
-
-const blobColumns = `domain, digest, size, object_key, created_at`
-
-func scanBlob(sc scanner) (metadata.Blob, error) {
-	var (
-		b       metadata.Blob
-		created int64
-	)
-	if err := sc.Scan(&b.Domain, &b.Digest, &b.Size, &b.ObjectKey, &created); err != nil {
-		return metadata.Blob{}, err
-	}
-	b.CreatedAt = fromMicros(created)
-	return b, nil
-}
 
 // GetBlob returns the committed blob (domain, digest), or ErrNotFound.
 func (s *Store) GetBlob(ctx context.Context, domain, digest string) (metadata.Blob, error) {
-	b, err := scanBlob(s.pool.QueryRow(ctx, `SELECT `+blobColumns+` FROM blobs WHERE domain = $1 AND digest = $2`,
+	b, err := sqlstore.ScanBlob(s.pool.QueryRow(ctx, `SELECT `+sqlstore.BlobColumns+` FROM blobs WHERE domain = $1 AND digest = $2`,
 		domain, digest))
 	if err != nil {
 		return metadata.Blob{}, fmt.Errorf("get blob %s/%s: %w", domain, digest, notFound(err))
@@ -38,7 +24,7 @@ func (s *Store) GetBlob(ctx context.Context, domain, digest string) (metadata.Bl
 // BlobLinked returns the blob a repository's link names (the blob of the
 // repository's domain), or ErrNotFound when the digest is not linked.
 func (s *Store) BlobLinked(ctx context.Context, repoID, digest string) (metadata.Blob, error) {
-	b, err := scanBlob(s.pool.QueryRow(ctx, `SELECT b.domain, b.digest, b.size, b.object_key, b.created_at
+	b, err := sqlstore.ScanBlob(s.pool.QueryRow(ctx, `SELECT b.domain, b.digest, b.size, b.object_key, b.created_at
 		FROM repo_blobs l
 		JOIN repositories r ON r.id = l.repo_id
 		JOIN blobs b ON b.domain = r.domain AND b.digest = l.digest
@@ -72,7 +58,7 @@ func (s *Store) LinkBlobWithin(ctx context.Context, repoID, domain, digest strin
 		if repoDom != domain {
 			return fmt.Errorf("%w: domain %q is not the repository's domain %q", metadata.ErrNotFound, domain, repoDom)
 		}
-		b, err = scanBlob(tx.QueryRow(ctx, `SELECT `+blobColumns+` FROM blobs
+		b, err = sqlstore.ScanBlob(tx.QueryRow(ctx, `SELECT `+sqlstore.BlobColumns+` FROM blobs
 			WHERE domain = $1 AND digest = $2 FOR KEY SHARE`, domain, digest))
 		if err != nil {
 			return notFound(err)
@@ -216,13 +202,13 @@ func commitBlob(ctx context.Context, tx pgx.Tx, repoID string, b metadata.Blob, 
 		return metadata.Blob{}, false, errors.New("blob digest and object key are required")
 	}
 	for range 3 {
-		ins, err := tx.Exec(ctx, `INSERT INTO blobs (`+blobColumns+`) VALUES ($1, $2, $3, $4, $5)
+		ins, err := tx.Exec(ctx, `INSERT INTO blobs (`+sqlstore.BlobColumns+`) VALUES ($1, $2, $3, $4, $5)
 			ON CONFLICT (domain, digest) DO NOTHING`,
 			b.Domain, b.Digest, b.Size, b.ObjectKey, micros(b.CreatedAt))
 		if err != nil {
 			return metadata.Blob{}, false, err
 		}
-		stored, err := scanBlob(tx.QueryRow(ctx, `SELECT `+blobColumns+` FROM blobs
+		stored, err := sqlstore.ScanBlob(tx.QueryRow(ctx, `SELECT `+sqlstore.BlobColumns+` FROM blobs
 			WHERE domain = $1 AND digest = $2 FOR KEY SHARE`, b.Domain, b.Digest))
 		if errors.Is(err, pgx.ErrNoRows) {
 			continue
@@ -238,40 +224,14 @@ func commitBlob(ctx context.Context, tx pgx.Tx, repoID string, b metadata.Blob, 
 	return metadata.Blob{}, false, fmt.Errorf("%w: blob %s deleted while being committed", metadata.ErrConflict, b.Digest)
 }
 
-const uploadColumns = `id, repo_id, domain, size, parts, hash_state, started_at, updated_at`
-
+// scanUpload is sqlstore.ScanUpload with an empty hash_state (bytea reads
+// back as an empty, non-nil slice) read as nil.
 func scanUpload(sc scanner) (metadata.Upload, error) {
-	var (
-		u                metadata.Upload
-		parts            string
-		started, updated int64
-	)
-	if err := sc.Scan(&u.ID, &u.RepoID, &u.Domain, &u.Size, &parts, &u.HashState, &started, &updated); err != nil {
-		return metadata.Upload{}, err
-	}
-	if err := json.Unmarshal([]byte(parts), &u.Parts); err != nil {
-		return metadata.Upload{}, fmt.Errorf("decode parts: %w", err)
-	}
-	if len(u.Parts) == 0 {
-		u.Parts = nil
-	}
+	u, err := sqlstore.ScanUpload(sc)
 	if len(u.HashState) == 0 {
 		u.HashState = nil
 	}
-	u.StartedAt = fromMicros(started)
-	u.UpdatedAt = fromMicros(updated)
-	return u, nil
-}
-
-func jsonParts(parts []metadata.Part) (string, error) {
-	if len(parts) == 0 {
-		return "[]", nil
-	}
-	b, err := json.Marshal(parts)
-	if err != nil {
-		return "", fmt.Errorf("encode parts: %w", err)
-	}
-	return string(b), nil
+	return u, err
 }
 
 // CreateUpload inserts a new session. ErrExists if the ID is taken,
@@ -281,7 +241,7 @@ func (s *Store) CreateUpload(ctx context.Context, u metadata.Upload) error {
 	if u.ID == "" {
 		return errors.New("create upload: ID is required")
 	}
-	parts, err := jsonParts(u.Parts)
+	parts, err := sqlstore.EncodeParts(u.Parts)
 	if err != nil {
 		return fmt.Errorf("create upload %s: %w", u.ID, err)
 	}
@@ -293,7 +253,7 @@ func (s *Store) CreateUpload(ctx context.Context, u metadata.Upload) error {
 		if u.Domain != domain {
 			return fmt.Errorf("upload domain %q is not the repository's domain %q", u.Domain, domain)
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO uploads (`+uploadColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		_, err = tx.Exec(ctx, `INSERT INTO uploads (`+sqlstore.UploadColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
 			u.ID, u.RepoID, u.Domain, u.Size, parts, u.HashState, micros(u.StartedAt), micros(u.UpdatedAt))
 		if isUnique(err) {
 			return metadata.ErrExists
@@ -308,7 +268,7 @@ func (s *Store) CreateUpload(ctx context.Context, u metadata.Upload) error {
 
 // GetUpload returns a session or ErrNotFound.
 func (s *Store) GetUpload(ctx context.Context, id string) (metadata.Upload, error) {
-	u, err := scanUpload(s.pool.QueryRow(ctx, `SELECT `+uploadColumns+` FROM uploads WHERE id = $1`, id))
+	u, err := scanUpload(s.pool.QueryRow(ctx, `SELECT `+sqlstore.UploadColumns+` FROM uploads WHERE id = $1`, id))
 	if err != nil {
 		return metadata.Upload{}, fmt.Errorf("get upload %s: %w", id, notFound(err))
 	}
@@ -321,7 +281,7 @@ func (s *Store) GetUpload(ctx context.Context, id string) (metadata.Upload, erro
 // an UPDATE that waited for a concurrent one re-evaluates it against the
 // row that one committed, so exactly one update per size wins.
 func (s *Store) UpdateUpload(ctx context.Context, u metadata.Upload, expectedSize int64) error {
-	parts, err := jsonParts(u.Parts)
+	parts, err := sqlstore.EncodeParts(u.Parts)
 	if err != nil {
 		return fmt.Errorf("update upload %s: %w", u.ID, err)
 	}
@@ -350,7 +310,7 @@ func (s *Store) DeleteUpload(ctx context.Context, id string) (metadata.Upload, e
 	var u metadata.Upload
 	err := retry(ctx, func() error {
 		var err error
-		u, err = scanUpload(s.pool.QueryRow(ctx, `DELETE FROM uploads WHERE id = $1 RETURNING `+uploadColumns, id))
+		u, err = scanUpload(s.pool.QueryRow(ctx, `DELETE FROM uploads WHERE id = $1 RETURNING `+sqlstore.UploadColumns, id))
 		return err
 	})
 	if err != nil {

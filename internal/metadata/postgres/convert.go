@@ -1,10 +1,10 @@
 package postgres
 
 import (
-	"encoding/json"
-	"fmt"
 	"strings"
 	"time"
+
+	"github.com/cofferhq/coffer/internal/metadata/sqlstore"
 )
 
 // Timestamps are BIGINT unix microseconds UTC, as in SQLite. The zero time
@@ -44,41 +44,10 @@ func deref(s *string) string {
 	return *s
 }
 
-// jsonStrings encodes a string list; nil and empty both become "[]".
-func jsonStrings(v []string) (string, error) {
-	if len(v) == 0 {
-		return "[]", nil
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return "", fmt.Errorf("encode string list: %w", err)
-	}
-	return string(b), nil
-}
-
-// parseStrings decodes a string list; an empty list decodes as nil.
-func parseStrings(s string) ([]string, error) {
-	var v []string
-	if err := json.Unmarshal([]byte(s), &v); err != nil {
-		return nil, fmt.Errorf("decode string list: %w", err)
-	}
-	if len(v) == 0 {
-		return nil, nil
-	}
-	return v, nil
-}
-
 // jsonMap encodes annotations; an empty map is stored as NULL.
 func jsonMap(m map[string]string) (*string, error) {
-	if len(m) == 0 {
-		return nil, nil
-	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		return nil, fmt.Errorf("encode annotations: %w", err)
-	}
-	s := string(b)
-	return &s, nil
+	s, err := sqlstore.EncodeAnnotations(m)
+	return nullString(s), err
 }
 
 // parseMap decodes annotations; NULL or an empty object decodes as nil.
@@ -86,14 +55,7 @@ func parseMap(s *string) (map[string]string, error) {
 	if s == nil {
 		return nil, nil
 	}
-	var m map[string]string
-	if err := json.Unmarshal([]byte(*s), &m); err != nil {
-		return nil, fmt.Errorf("decode annotations: %w", err)
-	}
-	if len(m) == 0 {
-		return nil, nil
-	}
-	return m, nil
+	return sqlstore.DecodeAnnotations(*s)
 }
 
 func nowMicros() int64 { return time.Now().UnixMicro() }

@@ -42,12 +42,9 @@ func (d docTx) List(kind, prefix string) ([]metadata.Document, error) {
 	rows, err := d.tx.Query(d.ctx,
 		`SELECT key, data, version FROM documents WHERE kind = $1 AND starts_with(key, $2) ORDER BY key`,
 		kind, prefix)
-	if err != nil {
-		return nil, fmt.Errorf("list documents %s: %w", kind, err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (metadata.Document, error) {
+	out, err := collect(rows, err, func(sc scanner) (metadata.Document, error) {
 		doc := metadata.Document{Kind: kind}
-		err := r.Scan(&doc.Key, &doc.Data, &doc.Version)
+		err := sc.Scan(&doc.Key, &doc.Data, &doc.Version)
 		return doc, err
 	})
 	if err != nil {

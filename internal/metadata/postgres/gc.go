@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cofferhq/coffer/internal/metadata"
+	"github.com/cofferhq/coffer/internal/metadata/sqlstore"
 )
 
 // blobUnreferenced is the condition, on a blobs row b, that no repository
@@ -19,31 +19,13 @@ const blobUnreferenced = `NOT EXISTS (SELECT 1 FROM repo_blobs l JOIN repositori
 	AND NOT EXISTS (SELECT 1 FROM manifest_refs f JOIN repositories r ON r.id = f.repo_id
 		WHERE f.ref_digest = b.digest AND r.domain = b.domain)`
 
-func pgLimit(limit int) any {
-	if limit <= 0 {
-		return nil // LIMIT NULL: no limit
-	}
-	return limit
-}
-
 // UnreferencedBlobs implements metadata.Store.
 func (s *Store) UnreferencedBlobs(ctx context.Context, before time.Time, afterDomain, afterDigest string, limit int) ([]metadata.Blob, error) {
 	rows, err := s.pool.Query(ctx, `SELECT b.domain, b.digest, b.size, b.object_key, b.created_at FROM blobs b
 		WHERE (b.domain, b.digest) > ($1, $2) AND b.created_at < $3 AND `+blobUnreferenced+`
-		ORDER BY b.domain, b.digest LIMIT $4`, afterDomain, afterDigest, micros(before), pgLimit(limit))
+		ORDER BY b.domain, b.digest LIMIT $4`, afterDomain, afterDigest, micros(before), sqlLimit(limit))
+	out, err := collect(rows, err, sqlstore.ScanBlob)
 	if err != nil {
-		return nil, fmt.Errorf("unreferenced blobs: %w", err)
-	}
-	defer rows.Close()
-	var out []metadata.Blob
-	for rows.Next() {
-		b, err := scanBlob(rows)
-		if err != nil {
-			return nil, fmt.Errorf("unreferenced blobs: %w", err)
-		}
-		out = append(out, b)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("unreferenced blobs: %w", err)
 	}
 	return out, nil
@@ -64,7 +46,7 @@ func (s *Store) DeleteBlobIfUnreferenced(ctx context.Context, domain, digest str
 	err := s.write(ctx, func(tx pgx.Tx) error {
 		b, deleted = metadata.Blob{}, false
 		var err error
-		_, err = scanBlob(tx.QueryRow(ctx, `SELECT `+blobColumns+` FROM blobs
+		_, err = sqlstore.ScanBlob(tx.QueryRow(ctx, `SELECT `+sqlstore.BlobColumns+` FROM blobs
 			WHERE domain = $1 AND digest = $2 FOR UPDATE`, domain, digest))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
@@ -72,7 +54,7 @@ func (s *Store) DeleteBlobIfUnreferenced(ctx context.Context, domain, digest str
 		if err != nil {
 			return err
 		}
-		b, err = scanBlob(tx.QueryRow(ctx, `SELECT b.domain, b.digest, b.size, b.object_key, b.created_at FROM blobs b
+		b, err = sqlstore.ScanBlob(tx.QueryRow(ctx, `SELECT b.domain, b.digest, b.size, b.object_key, b.created_at FROM blobs b
 			WHERE b.domain = $1 AND b.digest = $2 AND b.created_at < $3 AND `+blobUnreferenced, domain, digest, micros(before)))
 		if errors.Is(err, pgx.ErrNoRows) {
 			b = metadata.Blob{}
@@ -95,21 +77,10 @@ func (s *Store) DeleteBlobIfUnreferenced(ctx context.Context, domain, digest str
 
 // StaleUploads implements metadata.Store.
 func (s *Store) StaleUploads(ctx context.Context, before time.Time, afterID string, limit int) ([]metadata.Upload, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+uploadColumns+` FROM uploads WHERE updated_at < $1 AND id > $2 ORDER BY id LIMIT $3`,
-		micros(before), afterID, pgLimit(limit))
+	rows, err := s.pool.Query(ctx, `SELECT `+sqlstore.UploadColumns+` FROM uploads WHERE updated_at < $1 AND id > $2 ORDER BY id LIMIT $3`,
+		micros(before), afterID, sqlLimit(limit))
+	out, err := collect(rows, err, scanUpload)
 	if err != nil {
-		return nil, fmt.Errorf("stale uploads: %w", err)
-	}
-	defer rows.Close()
-	var out []metadata.Upload
-	for rows.Next() {
-		u, err := scanUpload(rows)
-		if err != nil {
-			return nil, fmt.Errorf("stale uploads: %w", err)
-		}
-		out = append(out, u)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("stale uploads: %w", err)
 	}
 	return out, nil
@@ -121,7 +92,7 @@ func (s *Store) DeleteStaleUpload(ctx context.Context, id string, before time.Ti
 	var u metadata.Upload
 	err := retry(ctx, func() error {
 		var err error
-		u, err = scanUpload(s.pool.QueryRow(ctx, `DELETE FROM uploads WHERE id = $1 AND updated_at < $2 RETURNING `+uploadColumns,
+		u, err = scanUpload(s.pool.QueryRow(ctx, `DELETE FROM uploads WHERE id = $1 AND updated_at < $2 RETURNING `+sqlstore.UploadColumns,
 			id, micros(before)))
 		return err
 	})
@@ -155,14 +126,15 @@ func (s *Store) ObjectKeys(ctx context.Context, fn func(string) error) error {
 				}
 				continue
 			}
-			var ps []metadata.Part
-			if parts != nil {
-				if err := json.Unmarshal([]byte(*parts), &ps); err != nil {
-					return fmt.Errorf("object keys: decode parts: %w", err)
-				}
+			if parts == nil {
+				continue
 			}
-			for _, p := range ps {
-				if err := fn(p.ObjectKey); err != nil {
+			keys, err := sqlstore.PartKeys(*parts)
+			if err != nil {
+				return fmt.Errorf("object keys: %w", err)
+			}
+			for _, k := range keys {
+				if err := fn(k); err != nil {
 					return err
 				}
 			}
@@ -174,20 +146,9 @@ func (s *Store) ObjectKeys(ctx context.Context, fn func(string) error) error {
 // BlobRepositories implements metadata.Store (repo_blobs_digest index).
 func (s *Store) BlobRepositories(ctx context.Context, domain, digest string, limit int) ([]string, error) {
 	rows, err := s.pool.Query(ctx, `SELECT r.name FROM repo_blobs rb JOIN repositories r ON r.id = rb.repo_id
-		WHERE rb.digest = $1 AND r.domain = $2 ORDER BY r.name LIMIT $3`, digest, domain, pgLimit(limit))
+		WHERE rb.digest = $1 AND r.domain = $2 ORDER BY r.name LIMIT $3`, digest, domain, sqlLimit(limit))
+	out, err := collect(rows, err, sqlstore.ScanString)
 	if err != nil {
-		return nil, fmt.Errorf("repositories linking %s: %w", digest, err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			return nil, fmt.Errorf("repositories linking %s: %w", digest, err)
-		}
-		out = append(out, name)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("repositories linking %s: %w", digest, err)
 	}
 	return out, nil
@@ -197,31 +158,12 @@ func (s *Store) BlobRepositories(ctx context.Context, domain, digest string, lim
 // manifest of its repository references the digest (manifest_refs_ref).
 const linkUnreferenced = `NOT EXISTS (SELECT 1 FROM manifest_refs f WHERE f.repo_id = l.repo_id AND f.ref_digest = l.digest)`
 
-const linkColumns = `l.repo_id, r.name, r.domain, l.digest, COALESCE(b.size, 0), l.linked_at
-	FROM repo_blobs l JOIN repositories r ON r.id = l.repo_id
-	LEFT JOIN blobs b ON b.domain = r.domain AND b.digest = l.digest`
-
-func scanLink(sc scanner) (metadata.Link, error) {
-	var (
-		l      metadata.Link
-		linked int64
-	)
-	if err := sc.Scan(&l.RepoID, &l.Repository, &l.Domain, &l.Digest, &l.Size, &linked); err != nil {
-		return metadata.Link{}, err
-	}
-	l.LinkedAt = fromMicros(linked)
-	return l, nil
-}
-
 // UnreferencedLinks implements metadata.Store.
 func (s *Store) UnreferencedLinks(ctx context.Context, before time.Time, afterRepo, afterDigest string, limit int) ([]metadata.Link, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+linkColumns+`
+	rows, err := s.pool.Query(ctx, `SELECT `+sqlstore.LinkColumns+`
 		WHERE (l.repo_id, l.digest) > ($1, $2) AND l.linked_at < $3 AND `+linkUnreferenced+`
-		ORDER BY l.repo_id, l.digest LIMIT $4`, afterRepo, afterDigest, micros(before), pgLimit(limit))
-	if err != nil {
-		return nil, fmt.Errorf("unreferenced links: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (metadata.Link, error) { return scanLink(r) })
+		ORDER BY l.repo_id, l.digest LIMIT $4`, afterRepo, afterDigest, micros(before), sqlLimit(limit))
+	out, err := collect(rows, err, sqlstore.ScanLink)
 	if err != nil {
 		return nil, fmt.Errorf("unreferenced links: %w", err)
 	}
@@ -251,7 +193,7 @@ func (s *Store) UnlinkBlobIfUnreferenced(ctx context.Context, repoID, digest str
 		if err != nil {
 			return err
 		}
-		l, err = scanLink(tx.QueryRow(ctx, `SELECT `+linkColumns+`
+		l, err = sqlstore.ScanLink(tx.QueryRow(ctx, `SELECT `+sqlstore.LinkColumns+`
 			WHERE l.repo_id = $1 AND l.digest = $2 AND l.linked_at < $3 AND `+linkUnreferenced, repoID, digest, micros(before)))
 		if errors.Is(err, pgx.ErrNoRows) {
 			l = metadata.Link{}

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cofferhq/coffer/internal/metadata"
+	"github.com/cofferhq/coffer/internal/metadata/sqlstore"
 )
 
 // The ECR image queries. A page is one statement, one row per manifest
@@ -101,10 +102,7 @@ func (s *Store) listImages(ctx context.Context, repoID string, q metadata.ImageQ
 			query = qListImagesTagged
 		}
 		rows, err := s.pool.Query(ctx, bound(query), repoID, from, sqlLimit(q.Limit))
-		if err != nil {
-			return err
-		}
-		page.Images, err = collectImages(rows, q.Limit)
+		page.Images, err = collectImages(rows, err, q.Limit)
 		return err
 	case metadata.TagStatusUntagged:
 	default:
@@ -112,10 +110,7 @@ func (s *Store) listImages(ctx context.Context, repoID string, q metadata.ImageQ
 	}
 	if q.Window <= 0 {
 		rows, err := s.pool.Query(ctx, bound(qListImagesUntagged), repoID, from, nil, sqlLimit(q.Limit))
-		if err != nil {
-			return err
-		}
-		page.Images, err = collectImages(rows, q.Limit)
+		page.Images, err = collectImages(rows, err, q.Limit)
 		return err
 	}
 	tx, err := s.pool.BeginTx(ctx, snapshot)
@@ -124,10 +119,7 @@ func (s *Store) listImages(ctx context.Context, repoID string, q metadata.ImageQ
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	rows, err := tx.Query(ctx, bound(qListImagesUntagged), repoID, from, sqlLimit(q.Window), sqlLimit(q.Limit))
-	if err != nil {
-		return err
-	}
-	if page.Images, err = collectImages(rows, q.Limit); err != nil {
+	if page.Images, err = collectImages(rows, err, q.Limit); err != nil {
 		return err
 	}
 	if q.Limit > 0 && len(page.Images) >= q.Limit {
@@ -144,38 +136,23 @@ func (s *Store) listImages(ctx context.Context, repoID string, q metadata.ImageQ
 	return nil
 }
 
-// collectImages reads image rows, one per manifest, with its sorted tags
-// as one array column (NULL: none).
-func collectImages(rows pgx.Rows, limit int) ([]metadata.Manifest, error) {
-	defer rows.Close()
-	var out []metadata.Manifest
-	if limit > 0 {
-		out = make([]metadata.Manifest, 0, min(limit, 1024))
-	}
-	for rows.Next() {
+// collectImages reads a page of image rows, one per manifest, with its
+// sorted tags as one array column (NULL: none); err is the query's.
+func collectImages(rows pgx.Rows, err error, limit int) ([]metadata.Manifest, error) {
+	return appendRows(sqlstore.NewPage[metadata.Manifest](limit), rows, err, func(sc scanner) (metadata.Manifest, error) {
 		var tags []string
-		m, err := scanImage(rows, &tags)
-		if err != nil {
-			return nil, err
-		}
+		m, err := scanImage(sc, &tags)
 		m.Tags = tags
-		out = append(out, m)
-	}
-	return out, rows.Err()
+		return m, err
+	})
 }
 
 // ImageTags implements metadata.Store.
 func (s *Store) ImageTags(ctx context.Context, repoID, digest string) ([]string, error) {
 	rows, err := s.pool.Query(ctx, qImageTags, repoID, digest)
+	tags, err := collect(rows, err, sqlstore.ScanString)
 	if err != nil {
 		return nil, fmt.Errorf("tags of %s in %s: %w", digest, repoID, err)
-	}
-	tags, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("tags of %s in %s: %w", digest, repoID, err)
-	}
-	if len(tags) == 0 {
-		return nil, nil
 	}
 	return tags, nil
 }
@@ -246,14 +223,8 @@ func (s *Store) DeleteImage(ctx context.Context, repoID, digest, tag string) (me
 			return fmt.Errorf("%w: %s", metadata.ErrImageReferenced, digest)
 		}
 		rows, err := tx.Query(ctx, qImageTags, repoID, digest)
-		if err != nil {
+		if del.Tags, err = collect(rows, err, sqlstore.ScanString); err != nil {
 			return err
-		}
-		if del.Tags, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
-			return err
-		}
-		if len(del.Tags) == 0 {
-			del.Tags = nil
 		}
 		if _, err := deleteManifestRow(ctx, tx, repoID, digest); err != nil {
 			return err

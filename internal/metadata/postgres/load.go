@@ -7,6 +7,8 @@ import (
 	"slices"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/cofferhq/coffer/internal/metadata/sqlstore"
 )
 
 // Tables, Load and CountRows serve `coffer migrate` (internal/migrate),
@@ -26,10 +28,7 @@ func (s *Store) Tables(ctx context.Context) ([]string, error) {
 	rows, err := s.pool.Query(ctx, `SELECT table_name FROM information_schema.tables
 		WHERE table_schema = $1 AND table_type = 'BASE TABLE' AND table_name <> 'schema_migrations'
 		ORDER BY table_name COLLATE "C"`, s.schema)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: list tables: %w", err)
-	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	names, err := collect(rows, err, sqlstore.ScanString)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list tables: %w", err)
 	}
@@ -97,19 +96,15 @@ func (s *Store) columnTypes(ctx context.Context) (map[string]map[string]string, 
 	if err != nil {
 		return nil, fmt.Errorf("postgres: read columns: %w", err)
 	}
-	defer rows.Close()
 	out := make(map[string]map[string]string)
-	for rows.Next() {
-		var t, c, typ string
-		if err := rows.Scan(&t, &c, &typ); err != nil {
-			return nil, fmt.Errorf("postgres: read columns: %w", err)
-		}
+	var t, c, typ string
+	if _, err := pgx.ForEachRow(rows, []any{&t, &c, &typ}, func() error {
 		if out[t] == nil {
 			out[t] = make(map[string]string)
 		}
 		out[t][c] = typ
-	}
-	if err := rows.Err(); err != nil {
+		return nil
+	}); err != nil {
 		return nil, fmt.Errorf("postgres: read columns: %w", err)
 	}
 	return out, nil

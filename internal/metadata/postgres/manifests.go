@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cofferhq/coffer/internal/metadata"
+	"github.com/cofferhq/coffer/internal/metadata/sqlstore"
 )
 
 // manifestColumns are selected from manifests aliased as m.
@@ -37,31 +38,6 @@ func scanManifest(sc scanner, extra ...any) (metadata.Manifest, error) {
 	m.PushedAt = fromMicros(pushed)
 	m.LastPulledAt = fromNullMicros(pulled)
 	return m, nil
-}
-
-// collectManifests scans rows of manifestColumns followed by one nullable
-// tag, grouping consecutive rows of one digest into one manifest.
-func collectManifests(rows pgx.Rows, capacity int) ([]metadata.Manifest, error) {
-	defer rows.Close()
-	var out []metadata.Manifest
-	if capacity > 0 {
-		out = make([]metadata.Manifest, 0, min(capacity, 1024))
-	}
-	for rows.Next() {
-		var tag *string
-		m, err := scanManifest(rows, &tag)
-		if err != nil {
-			return nil, err
-		}
-		if n := len(out); n == 0 || out[n-1].Digest != m.Digest {
-			out = append(out, m)
-		}
-		if tag != nil {
-			last := &out[len(out)-1]
-			last.Tags = append(last.Tags, *tag)
-		}
-	}
-	return out, rows.Err()
 }
 
 // PutManifest checks every reference, inserts the manifest unless it exists
@@ -263,22 +239,8 @@ func (s *Store) ListTags(ctx context.Context, repoID, last string, limit int) ([
 	bound, _ := pageStart(last)
 	rows, err := s.pool.Query(ctx, `SELECT tag FROM tags WHERE repo_id = $1 AND tag > $2 ORDER BY tag LIMIT $3`,
 		repoID, bound, sqlLimit(limit))
+	tags, err := appendRows(sqlstore.NewPage[string](limit), rows, err, sqlstore.ScanString)
 	if err != nil {
-		return nil, fmt.Errorf("list tags of %s after %q: %w", repoID, last, err)
-	}
-	defer rows.Close()
-	var tags []string
-	if limit > 0 {
-		tags = make([]string, 0, min(limit, 1024))
-	}
-	for rows.Next() {
-		var t string
-		if err := rows.Scan(&t); err != nil {
-			return nil, fmt.Errorf("list tags of %s after %q: %w", repoID, last, err)
-		}
-		tags = append(tags, t)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list tags of %s after %q: %w", repoID, last, err)
 	}
 	return tags, nil
@@ -332,12 +294,7 @@ func (s *Store) Referrers(ctx context.Context, repoID, subject, artifactType str
 		args = append(args, artifactType)
 	}
 	rows, err := s.pool.Query(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("referrers of %s in %s: %w", subject, repoID, err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (metadata.Manifest, error) {
-		return scanManifest(r)
-	})
+	out, err := collect(rows, err, func(sc scanner) (metadata.Manifest, error) { return scanManifest(sc) })
 	if err != nil {
 		return nil, fmt.Errorf("referrers of %s in %s: %w", subject, repoID, err)
 	}
@@ -370,14 +327,15 @@ func (s *Store) ListManifests(ctx context.Context, repoID, after string, limit i
 		FROM (SELECT * FROM manifests WHERE repo_id = $1 AND digest > $2 ORDER BY digest LIMIT $3) m
 		LEFT JOIN tags t ON t.repo_id = m.repo_id AND t.digest = m.digest
 		ORDER BY m.digest, t.tag`, repoID, bound, sqlLimit(limit))
+	tagged, err := collect(rows, err, func(sc scanner) (sqlstore.TaggedManifest, error) {
+		var tag *string
+		m, err := scanManifest(sc, &tag)
+		return sqlstore.TaggedManifest{Manifest: m, Tag: deref(tag), Tagged: tag != nil}, err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("list manifests of %s after %s: %w", repoID, after, err)
 	}
-	out, err := collectManifests(rows, limit)
-	if err != nil {
-		return nil, fmt.Errorf("list manifests of %s after %s: %w", repoID, after, err)
-	}
-	return out, nil
+	return sqlstore.AppendTagged(sqlstore.NewPage[metadata.Manifest](limit), tagged), nil
 }
 
 // ManifestChildren implements metadata.Store.
@@ -387,14 +345,13 @@ func (s *Store) ManifestChildren(ctx context.Context, repoID string) (map[string
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
 	out := map[string][]string{}
-	for rows.Next() {
-		var parent, child string
-		if err := rows.Scan(&parent, &child); err != nil {
-			return nil, err
-		}
+	var parent, child string
+	if _, err := pgx.ForEachRow(rows, []any{&parent, &child}, func() error {
 		out[parent] = append(out[parent], child)
+		return nil
+	}); err != nil {
+		return nil, err
 	}
-	return out, rows.Err()
+	return out, nil
 }

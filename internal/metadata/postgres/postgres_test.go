@@ -68,7 +68,7 @@ func TestMigrationsMirrorSQLite(t *testing.T) {
 	}
 	var ours []string
 	for _, m := range ms {
-		ours = append(ours, m.name)
+		ours = append(ours, m.Name)
 	}
 	entries, err := os.ReadDir("../sqlite/migrations")
 	if err != nil {
@@ -90,7 +90,7 @@ func TestMigrations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ms) == 0 || ms[0].name != "0001_init.sql" {
+	if len(ms) == 0 || ms[0].Name != "0001_init.sql" {
 		t.Fatalf("embedded migrations = %v", ms)
 	}
 

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -10,12 +9,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cofferhq/coffer/internal/metadata"
+	"github.com/cofferhq/coffer/internal/metadata/sqlstore"
 )
-
-// scanner is what pgx.Row and pgx.Rows share.
-type scanner interface {
-	Scan(dest ...any) error
-}
 
 // GetSetting returns a registry-wide setting or ErrNotFound.
 func (s *Store) GetSetting(ctx context.Context, key string) (string, error) {
@@ -47,28 +42,6 @@ func (s *Store) PutSettingIfAbsent(ctx context.Context, key, value string) (stri
 	return stored, nil
 }
 
-const repoColumns = `id, name, domain, encryption_type, kms_key, tag_mutability,
-	tag_exclusions, scan_on_push, created_at`
-
-func scanRepository(sc scanner) (metadata.Repository, error) {
-	var (
-		r          metadata.Repository
-		exclusions string
-		created    int64
-	)
-	if err := sc.Scan(&r.ID, &r.Name, &r.Domain, &r.EncryptionType, &r.KMSKey,
-		&r.TagMutability, &exclusions, &r.ScanOnPush, &created); err != nil {
-		return metadata.Repository{}, err
-	}
-	ex, err := parseStrings(exclusions)
-	if err != nil {
-		return metadata.Repository{}, fmt.Errorf("repository %s: %w", r.Name, err)
-	}
-	r.TagMutabilityExclusions = ex
-	r.CreatedAt = fromMicros(created)
-	return r, nil
-}
-
 // CreateRepository inserts a repository; ErrExists if the name (or the ID)
 // is taken.
 func (s *Store) CreateRepository(ctx context.Context, r metadata.Repository) error {
@@ -83,12 +56,12 @@ func (s *Store) CreateRepositoryWith(ctx context.Context, r metadata.Repository,
 	if r.ID == "" || r.Name == "" || r.Domain == "" {
 		return fmt.Errorf("create repository %q: ID, Name and Domain are required", r.Name)
 	}
-	ex, err := jsonStrings(r.TagMutabilityExclusions)
+	ex, err := sqlstore.EncodeStrings(r.TagMutabilityExclusions)
 	if err != nil {
 		return fmt.Errorf("create repository %q: %w", r.Name, err)
 	}
 	err = s.write(ctx, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO repositories (`+repoColumns+`)
+		_, err := tx.Exec(ctx, `INSERT INTO repositories (`+sqlstore.RepositoryColumns+`)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 			r.ID, r.Name, r.Domain, r.EncryptionType, r.KMSKey, r.TagMutability,
 			ex, r.ScanOnPush, micros(r.CreatedAt))
@@ -113,8 +86,8 @@ func (s *Store) CreateRepositoryWith(ctx context.Context, r metadata.Repository,
 func (s *Store) UpdateRepository(ctx context.Context, name string, fn func(*metadata.Repository) error) (metadata.Repository, error) {
 	var out metadata.Repository
 	err := s.write(ctx, func(tx pgx.Tx) error {
-		old, err := scanRepository(tx.QueryRow(ctx,
-			`SELECT `+repoColumns+` FROM repositories WHERE name = $1 FOR NO KEY UPDATE`, name))
+		old, err := sqlstore.ScanRepository(tx.QueryRow(ctx,
+			`SELECT `+sqlstore.RepositoryColumns+` FROM repositories WHERE name = $1 FOR NO KEY UPDATE`, name))
 		if err != nil {
 			return notFound(err)
 		}
@@ -123,12 +96,10 @@ func (s *Store) UpdateRepository(ctx context.Context, name string, fn func(*meta
 		if err := fn(&next); err != nil {
 			return err
 		}
-		if next.ID != old.ID || next.Name != old.Name || next.Domain != old.Domain ||
-			next.EncryptionType != old.EncryptionType || next.KMSKey != old.KMSKey ||
-			!next.CreatedAt.Equal(old.CreatedAt) {
-			return fmt.Errorf("%w: only the tag mutability, its exclusions and scan-on-push can change", metadata.ErrImmutableField)
+		if err := sqlstore.CheckRepositoryUpdate(old, next); err != nil {
+			return err
 		}
-		ex, err := jsonStrings(next.TagMutabilityExclusions)
+		ex, err := sqlstore.EncodeStrings(next.TagMutabilityExclusions)
 		if err != nil {
 			return err
 		}
@@ -139,7 +110,7 @@ func (s *Store) UpdateRepository(ctx context.Context, name string, fn func(*meta
 		}
 		// Return what a later GetRepository returns (an empty exclusion
 		// list reads back as nil).
-		next.TagMutabilityExclusions, err = parseStrings(ex)
+		next.TagMutabilityExclusions, err = sqlstore.DecodeStrings(ex)
 		out = next
 		return err
 	})
@@ -154,8 +125,8 @@ func (s *Store) UpdateRepository(ctx context.Context, name string, fn func(*meta
 // DeleteRepository (FOR UPDATE) must wait for.
 func (s *Store) UpdateRepositoryDocs(ctx context.Context, name string, fn func(metadata.Repository, metadata.DocTx) error) error {
 	err := s.write(ctx, func(tx pgx.Tx) error {
-		r, err := scanRepository(tx.QueryRow(ctx,
-			`SELECT `+repoColumns+` FROM repositories WHERE name = $1 FOR KEY SHARE`, name))
+		r, err := sqlstore.ScanRepository(tx.QueryRow(ctx,
+			`SELECT `+sqlstore.RepositoryColumns+` FROM repositories WHERE name = $1 FOR KEY SHARE`, name))
 		if err != nil {
 			return notFound(err)
 		}
@@ -169,7 +140,7 @@ func (s *Store) UpdateRepositoryDocs(ctx context.Context, name string, fn func(m
 
 // GetRepository returns a repository by name, or ErrNotFound.
 func (s *Store) GetRepository(ctx context.Context, name string) (metadata.Repository, error) {
-	r, err := scanRepository(s.pool.QueryRow(ctx, `SELECT `+repoColumns+` FROM repositories WHERE name = $1`, name))
+	r, err := sqlstore.ScanRepository(s.pool.QueryRow(ctx, `SELECT `+sqlstore.RepositoryColumns+` FROM repositories WHERE name = $1`, name))
 	if err != nil {
 		return metadata.Repository{}, fmt.Errorf("get repository %q: %w", name, notFound(err))
 	}
@@ -180,14 +151,9 @@ func (s *Store) GetRepository(ctx context.Context, name string) (metadata.Reposi
 // byte-wise name order; limit <= 0 means no limit.
 func (s *Store) ListRepositories(ctx context.Context, after string, limit int) ([]metadata.Repository, error) {
 	bound, _ := pageStart(after)
-	rows, err := s.pool.Query(ctx, `SELECT `+repoColumns+` FROM repositories WHERE name > $1 ORDER BY name LIMIT $2`,
+	rows, err := s.pool.Query(ctx, `SELECT `+sqlstore.RepositoryColumns+` FROM repositories WHERE name > $1 ORDER BY name LIMIT $2`,
 		bound, sqlLimit(limit))
-	if err != nil {
-		return nil, fmt.Errorf("list repositories after %q: %w", after, err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (metadata.Repository, error) {
-		return scanRepository(r)
-	})
+	out, err := collect(rows, err, sqlstore.ScanRepository)
 	if err != nil {
 		return nil, fmt.Errorf("list repositories after %q: %w", after, err)
 	}
@@ -223,8 +189,8 @@ func (s *Store) DeleteRepositoryWith(ctx context.Context, name string, fn func(m
 	err := s.write(ctx, func(tx pgx.Tx) error {
 		orphans = nil
 		var err error
-		repo, err = scanRepository(tx.QueryRow(ctx,
-			`SELECT `+repoColumns+` FROM repositories WHERE name = $1 FOR UPDATE`, name))
+		repo, err = sqlstore.ScanRepository(tx.QueryRow(ctx,
+			`SELECT `+sqlstore.RepositoryColumns+` FROM repositories WHERE name = $1 FOR UPDATE`, name))
 		if err != nil {
 			return notFound(err)
 		}
@@ -250,13 +216,11 @@ func (s *Store) DeleteRepositoryWith(ctx context.Context, name string, fn func(m
 			return fmt.Errorf("collect uploads: %w", err)
 		}
 		for _, pl := range partLists {
-			var parts []metadata.Part
-			if err := json.Unmarshal([]byte(pl), &parts); err != nil {
-				return fmt.Errorf("collect uploads: decode parts: %w", err)
+			keys, err := sqlstore.PartKeys(pl)
+			if err != nil {
+				return fmt.Errorf("collect uploads: %w", err)
 			}
-			for _, p := range parts {
-				orphans = append(orphans, p.ObjectKey)
-			}
+			orphans = append(orphans, keys...)
 		}
 
 		if domain == id {
@@ -282,10 +246,7 @@ func (s *Store) DeleteRepositoryWith(ctx context.Context, name string, fn func(m
 // queryStrings returns the single string column of a query's rows.
 func queryStrings(ctx context.Context, tx pgx.Tx, q string, args ...any) ([]string, error) {
 	rows, err := tx.Query(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, pgx.RowTo[string])
+	return collect(rows, err, sqlstore.ScanString)
 }
 
 // lockRepository returns the domain of a repository and holds its row FOR

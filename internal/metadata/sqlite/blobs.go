@@ -3,30 +3,16 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/cofferhq/coffer/internal/metadata"
+	"github.com/cofferhq/coffer/internal/metadata/sqlstore"
 )
-
-const blobColumns = `domain, digest, size, object_key, created_at`
-
-func scanBlob(sc scanner) (metadata.Blob, error) {
-	var (
-		b       metadata.Blob
-		created int64
-	)
-	if err := sc.Scan(&b.Domain, &b.Digest, &b.Size, &b.ObjectKey, &created); err != nil {
-		return metadata.Blob{}, err
-	}
-	b.CreatedAt = fromMicros(created)
-	return b, nil
-}
 
 // GetBlob returns the committed blob (domain, digest), or ErrNotFound.
 func (s *Store) GetBlob(ctx context.Context, domain, digest string) (metadata.Blob, error) {
-	b, err := scanBlob(s.queryRow(ctx, qGetBlob, domain, digest))
+	b, err := sqlstore.ScanBlob(s.queryRow(ctx, qGetBlob, domain, digest))
 	if err != nil {
 		return metadata.Blob{}, fmt.Errorf("get blob %s/%s: %w", domain, digest, notFound(err))
 	}
@@ -36,7 +22,7 @@ func (s *Store) GetBlob(ctx context.Context, domain, digest string) (metadata.Bl
 // BlobLinked returns the blob a repository's link names (the blob of the
 // repository's domain), or ErrNotFound when the digest is not linked.
 func (s *Store) BlobLinked(ctx context.Context, repoID, digest string) (metadata.Blob, error) {
-	b, err := scanBlob(s.queryRow(ctx, qBlobLinked, repoID, digest))
+	b, err := sqlstore.ScanBlob(s.queryRow(ctx, qBlobLinked, repoID, digest))
 	if err != nil {
 		return metadata.Blob{}, fmt.Errorf("blob %s linked to %s: %w", digest, repoID, notFound(err))
 	}
@@ -65,7 +51,7 @@ func (s *Store) LinkBlobWithin(ctx context.Context, repoID, domain, digest strin
 		if repoDom != domain {
 			return fmt.Errorf("%w: domain %q is not the repository's domain %q", metadata.ErrNotFound, domain, repoDom)
 		}
-		b, err = scanBlob(tx.QueryRowContext(ctx, qGetBlob, domain, digest))
+		b, err = sqlstore.ScanBlob(tx.QueryRowContext(ctx, qGetBlob, domain, digest))
 		if err != nil {
 			return notFound(err)
 		}
@@ -192,7 +178,7 @@ func commitBlob(ctx context.Context, tx *sql.Tx, repoID string, b metadata.Blob,
 	if b.Digest == "" || b.ObjectKey == "" {
 		return metadata.Blob{}, false, errors.New("blob digest and object key are required")
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO blobs (`+blobColumns+`) VALUES (?, ?, ?, ?, ?)
+	res, err := tx.ExecContext(ctx, `INSERT INTO blobs (`+sqlstore.BlobColumns+`) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (domain, digest) DO NOTHING`,
 		b.Domain, b.Digest, b.Size, b.ObjectKey, micros(b.CreatedAt))
 	if err != nil {
@@ -202,7 +188,7 @@ func commitBlob(ctx context.Context, tx *sql.Tx, repoID string, b metadata.Blob,
 	if err != nil {
 		return metadata.Blob{}, false, err
 	}
-	stored, err := scanBlob(tx.QueryRowContext(ctx, qGetBlob, b.Domain, b.Digest))
+	stored, err := sqlstore.ScanBlob(tx.QueryRowContext(ctx, qGetBlob, b.Domain, b.Digest))
 	if err != nil {
 		return metadata.Blob{}, false, err
 	}
@@ -212,39 +198,6 @@ func commitBlob(ctx context.Context, tx *sql.Tx, repoID string, b metadata.Blob,
 	return stored, n == 1, nil
 }
 
-const uploadColumns = `id, repo_id, domain, size, parts, hash_state, started_at, updated_at`
-
-func scanUpload(sc scanner) (metadata.Upload, error) {
-	var (
-		u                metadata.Upload
-		parts            string
-		started, updated int64
-	)
-	if err := sc.Scan(&u.ID, &u.RepoID, &u.Domain, &u.Size, &parts, &u.HashState, &started, &updated); err != nil {
-		return metadata.Upload{}, err
-	}
-	if err := json.Unmarshal([]byte(parts), &u.Parts); err != nil {
-		return metadata.Upload{}, fmt.Errorf("decode parts: %w", err)
-	}
-	if len(u.Parts) == 0 {
-		u.Parts = nil
-	}
-	u.StartedAt = fromMicros(started)
-	u.UpdatedAt = fromMicros(updated)
-	return u, nil
-}
-
-func jsonParts(parts []metadata.Part) (string, error) {
-	if len(parts) == 0 {
-		return "[]", nil
-	}
-	b, err := json.Marshal(parts)
-	if err != nil {
-		return "", fmt.Errorf("encode parts: %w", err)
-	}
-	return string(b), nil
-}
-
 // CreateUpload inserts a new session. ErrExists if the ID is taken,
 // ErrRepositoryUnknown if the repository is gone; u.Domain must be the
 // repository's domain.
@@ -252,7 +205,7 @@ func (s *Store) CreateUpload(ctx context.Context, u metadata.Upload) error {
 	if u.ID == "" {
 		return errors.New("create upload: ID is required")
 	}
-	parts, err := jsonParts(u.Parts)
+	parts, err := sqlstore.EncodeParts(u.Parts)
 	if err != nil {
 		return fmt.Errorf("create upload %s: %w", u.ID, err)
 	}
@@ -264,7 +217,7 @@ func (s *Store) CreateUpload(ctx context.Context, u metadata.Upload) error {
 		if u.Domain != domain {
 			return fmt.Errorf("upload domain %q is not the repository's domain %q", u.Domain, domain)
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO uploads (`+uploadColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		_, err = tx.ExecContext(ctx, `INSERT INTO uploads (`+sqlstore.UploadColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 			u.ID, u.RepoID, u.Domain, u.Size, parts, u.HashState, micros(u.StartedAt), micros(u.UpdatedAt))
 		if isUnique(err) {
 			return metadata.ErrExists
@@ -279,7 +232,7 @@ func (s *Store) CreateUpload(ctx context.Context, u metadata.Upload) error {
 
 // GetUpload returns a session or ErrNotFound.
 func (s *Store) GetUpload(ctx context.Context, id string) (metadata.Upload, error) {
-	u, err := scanUpload(s.queryRow(ctx, qGetUpload, id))
+	u, err := sqlstore.ScanUpload(s.queryRow(ctx, qGetUpload, id))
 	if err != nil {
 		return metadata.Upload{}, fmt.Errorf("get upload %s: %w", id, notFound(err))
 	}
@@ -290,7 +243,7 @@ func (s *Store) GetUpload(ctx context.Context, id string) (metadata.Upload, erro
 // Size is expectedSize (compare-and-set); ErrConflict otherwise, ErrNotFound
 // if the session is gone.
 func (s *Store) UpdateUpload(ctx context.Context, u metadata.Upload, expectedSize int64) error {
-	parts, err := jsonParts(u.Parts)
+	parts, err := sqlstore.EncodeParts(u.Parts)
 	if err != nil {
 		return fmt.Errorf("update upload %s: %w", u.ID, err)
 	}
@@ -322,7 +275,7 @@ func (s *Store) DeleteUpload(ctx context.Context, id string) (metadata.Upload, e
 	var u metadata.Upload
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		var err error
-		u, err = scanUpload(tx.QueryRowContext(ctx, qGetUpload, id))
+		u, err = sqlstore.ScanUpload(tx.QueryRowContext(ctx, qGetUpload, id))
 		if err != nil {
 			return notFound(err)
 		}

@@ -2,15 +2,13 @@ package sqlite
 
 import (
 	"database/sql"
-	"encoding/json"
-	"fmt"
 	"time"
+
+	"github.com/cofferhq/coffer/internal/metadata/sqlstore"
 )
 
 // scanner is what *sql.Row and *sql.Rows share.
-type scanner interface {
-	Scan(dest ...any) error
-}
+type scanner = sqlstore.Scanner
 
 // Timestamps are INTEGER unix microseconds UTC. The zero time round-trips
 // (its UnixMicro is a valid int64), so NULL is used only where "never" is a
@@ -38,40 +36,10 @@ func nullString(s string) sql.NullString {
 	return sql.NullString{String: s, Valid: s != ""}
 }
 
-// jsonStrings encodes a string list; nil and empty both become "[]".
-func jsonStrings(v []string) (string, error) {
-	if len(v) == 0 {
-		return "[]", nil
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return "", fmt.Errorf("encode string list: %w", err)
-	}
-	return string(b), nil
-}
-
-// parseStrings decodes a string list; an empty list decodes as nil.
-func parseStrings(s string) ([]string, error) {
-	var v []string
-	if err := json.Unmarshal([]byte(s), &v); err != nil {
-		return nil, fmt.Errorf("decode string list: %w", err)
-	}
-	if len(v) == 0 {
-		return nil, nil
-	}
-	return v, nil
-}
-
 // jsonMap encodes annotations; an empty map is stored as NULL.
 func jsonMap(m map[string]string) (sql.NullString, error) {
-	if len(m) == 0 {
-		return sql.NullString{}, nil
-	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		return sql.NullString{}, fmt.Errorf("encode annotations: %w", err)
-	}
-	return sql.NullString{String: string(b), Valid: true}, nil
+	s, err := sqlstore.EncodeAnnotations(m)
+	return nullString(s), err
 }
 
 // parseMap decodes annotations; NULL or an empty object decodes as nil.
@@ -79,14 +47,7 @@ func parseMap(s sql.NullString) (map[string]string, error) {
 	if !s.Valid {
 		return nil, nil
 	}
-	var m map[string]string
-	if err := json.Unmarshal([]byte(s.String), &m); err != nil {
-		return nil, fmt.Errorf("decode annotations: %w", err)
-	}
-	if len(m) == 0 {
-		return nil, nil
-	}
-	return m, nil
+	return sqlstore.DecodeAnnotations(s.String)
 }
 
 func nowMicros() int64 { return time.Now().UnixMicro() }

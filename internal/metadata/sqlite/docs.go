@@ -33,19 +33,15 @@ func (d docTx) List(kind, prefix string) ([]metadata.Document, error) {
 	rows, err := d.tx.QueryContext(d.ctx,
 		`SELECT key, data, version FROM documents WHERE kind = ? AND substr(key, 1, ?) = ? ORDER BY key`,
 		kind, len(prefix), prefix)
+	out, err := collect(rows, err, func(sc scanner) (metadata.Document, error) {
+		doc := metadata.Document{Kind: kind}
+		err := sc.Scan(&doc.Key, &doc.Data, &doc.Version)
+		return doc, err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("list documents %s: %w", kind, err)
 	}
-	defer rows.Close()
-	var out []metadata.Document
-	for rows.Next() {
-		doc := metadata.Document{Kind: kind}
-		if err := rows.Scan(&doc.Key, &doc.Data, &doc.Version); err != nil {
-			return nil, fmt.Errorf("list documents %s: %w", kind, err)
-		}
-		out = append(out, doc)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 func (d docTx) Put(doc metadata.Document) (int64, error) {

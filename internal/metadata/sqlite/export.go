@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"fmt"
 	"slices"
+
+	"github.com/cofferhq/coffer/internal/metadata/sqlstore"
 )
 
 // Export and CountRows serve `coffer migrate` (internal/migrate), which
@@ -16,19 +18,8 @@ import (
 func (s *Store) Tables(ctx context.Context) ([]string, error) {
 	rows, err := s.r.QueryContext(ctx,
 		`SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> 'schema_migrations' ORDER BY name`)
+	names, err := collect(rows, err, sqlstore.ScanString)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: list tables: %w", err)
-	}
-	defer rows.Close()
-	var names []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			return nil, fmt.Errorf("sqlite: list tables: %w", err)
-		}
-		names = append(names, n)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: list tables: %w", err)
 	}
 	return names, nil

@@ -3,12 +3,12 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/metadata"
+	"github.com/cofferhq/coffer/internal/metadata/sqlstore"
 )
 
 // blobUnreferenced is the condition, on a blobs row b, that no repository
@@ -23,19 +23,8 @@ func (s *Store) UnreferencedBlobs(ctx context.Context, before time.Time, afterDo
 	rows, err := s.query(ctx, `SELECT b.domain, b.digest, b.size, b.object_key, b.created_at FROM blobs b
 		WHERE (b.domain, b.digest) > (?, ?) AND b.created_at < ? AND `+blobUnreferenced+`
 		ORDER BY b.domain, b.digest LIMIT ?`, afterDomain, afterDigest, micros(before), sqlLimit(limit))
+	out, err := collect(rows, err, sqlstore.ScanBlob)
 	if err != nil {
-		return nil, fmt.Errorf("unreferenced blobs: %w", err)
-	}
-	defer rows.Close()
-	var out []metadata.Blob
-	for rows.Next() {
-		b, err := scanBlob(rows)
-		if err != nil {
-			return nil, fmt.Errorf("unreferenced blobs: %w", err)
-		}
-		out = append(out, b)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("unreferenced blobs: %w", err)
 	}
 	return out, nil
@@ -50,7 +39,7 @@ func (s *Store) DeleteBlobIfUnreferenced(ctx context.Context, domain, digest str
 	)
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		var err error
-		b, err = scanBlob(tx.QueryRowContext(ctx, `SELECT b.domain, b.digest, b.size, b.object_key, b.created_at FROM blobs b
+		b, err = sqlstore.ScanBlob(tx.QueryRowContext(ctx, `SELECT b.domain, b.digest, b.size, b.object_key, b.created_at FROM blobs b
 			WHERE b.domain = ? AND b.digest = ? AND b.created_at < ? AND `+blobUnreferenced, domain, digest, micros(before)))
 		if errors.Is(err, sql.ErrNoRows) {
 			b = metadata.Blob{}
@@ -73,21 +62,10 @@ func (s *Store) DeleteBlobIfUnreferenced(ctx context.Context, domain, digest str
 
 // StaleUploads implements metadata.Store.
 func (s *Store) StaleUploads(ctx context.Context, before time.Time, afterID string, limit int) ([]metadata.Upload, error) {
-	rows, err := s.query(ctx, `SELECT `+uploadColumns+` FROM uploads WHERE updated_at < ? AND id > ? ORDER BY id LIMIT ?`,
+	rows, err := s.query(ctx, `SELECT `+sqlstore.UploadColumns+` FROM uploads WHERE updated_at < ? AND id > ? ORDER BY id LIMIT ?`,
 		micros(before), afterID, sqlLimit(limit))
+	out, err := collect(rows, err, sqlstore.ScanUpload)
 	if err != nil {
-		return nil, fmt.Errorf("stale uploads: %w", err)
-	}
-	defer rows.Close()
-	var out []metadata.Upload
-	for rows.Next() {
-		u, err := scanUpload(rows)
-		if err != nil {
-			return nil, fmt.Errorf("stale uploads: %w", err)
-		}
-		out = append(out, u)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("stale uploads: %w", err)
 	}
 	return out, nil
@@ -101,7 +79,7 @@ func (s *Store) DeleteStaleUpload(ctx context.Context, id string, before time.Ti
 	)
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		var err error
-		u, err = scanUpload(tx.QueryRowContext(ctx, `SELECT `+uploadColumns+` FROM uploads WHERE id = ? AND updated_at < ?`, id, micros(before)))
+		u, err = sqlstore.ScanUpload(tx.QueryRowContext(ctx, `SELECT `+sqlstore.UploadColumns+` FROM uploads WHERE id = ? AND updated_at < ?`, id, micros(before)))
 		if errors.Is(err, sql.ErrNoRows) {
 			u = metadata.Upload{}
 			return nil
@@ -134,6 +112,7 @@ func (s *Store) ObjectKeys(ctx context.Context, fn func(string) error) error {
 	if err != nil {
 		return fmt.Errorf("object keys: %w", err)
 	}
+	// Not eachRow: fn's errors go back unwrapped.
 	defer rows.Close()
 	for rows.Next() {
 		var key, parts sql.NullString
@@ -146,12 +125,12 @@ func (s *Store) ObjectKeys(ctx context.Context, fn func(string) error) error {
 			}
 			continue
 		}
-		var ps []metadata.Part
-		if err := json.Unmarshal([]byte(parts.String), &ps); err != nil {
-			return fmt.Errorf("object keys: decode parts: %w", err)
+		keys, err := sqlstore.PartKeys(parts.String)
+		if err != nil {
+			return fmt.Errorf("object keys: %w", err)
 		}
-		for _, p := range ps {
-			if err := fn(p.ObjectKey); err != nil {
+		for _, k := range keys {
+			if err := fn(k); err != nil {
 				return err
 			}
 		}
@@ -163,19 +142,8 @@ func (s *Store) ObjectKeys(ctx context.Context, fn func(string) error) error {
 func (s *Store) BlobRepositories(ctx context.Context, domain, digest string, limit int) ([]string, error) {
 	rows, err := s.query(ctx, `SELECT r.name FROM repo_blobs rb JOIN repositories r ON r.id = rb.repo_id
 		WHERE rb.digest = ? AND r.domain = ? ORDER BY r.name LIMIT ?`, digest, domain, sqlLimit(limit))
+	out, err := collect(rows, err, sqlstore.ScanString)
 	if err != nil {
-		return nil, fmt.Errorf("repositories linking %s: %w", digest, err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			return nil, fmt.Errorf("repositories linking %s: %w", digest, err)
-		}
-		out = append(out, name)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("repositories linking %s: %w", digest, err)
 	}
 	return out, nil
@@ -185,40 +153,13 @@ func (s *Store) BlobRepositories(ctx context.Context, domain, digest string, lim
 // manifest of its repository references the digest (manifest_refs_ref).
 const linkUnreferenced = `NOT EXISTS (SELECT 1 FROM manifest_refs f WHERE f.repo_id = l.repo_id AND f.ref_digest = l.digest)`
 
-const linkColumns = `l.repo_id, r.name, r.domain, l.digest, COALESCE(b.size, 0), l.linked_at
-	FROM repo_blobs l JOIN repositories r ON r.id = l.repo_id
-	LEFT JOIN blobs b ON b.domain = r.domain AND b.digest = l.digest`
-
-func scanLink(sc scanner) (metadata.Link, error) {
-	var (
-		l      metadata.Link
-		linked int64
-	)
-	if err := sc.Scan(&l.RepoID, &l.Repository, &l.Domain, &l.Digest, &l.Size, &linked); err != nil {
-		return metadata.Link{}, err
-	}
-	l.LinkedAt = fromMicros(linked)
-	return l, nil
-}
-
 // UnreferencedLinks implements metadata.Store.
 func (s *Store) UnreferencedLinks(ctx context.Context, before time.Time, afterRepo, afterDigest string, limit int) ([]metadata.Link, error) {
-	rows, err := s.query(ctx, `SELECT `+linkColumns+`
+	rows, err := s.query(ctx, `SELECT `+sqlstore.LinkColumns+`
 		WHERE (l.repo_id, l.digest) > (?, ?) AND l.linked_at < ? AND `+linkUnreferenced+`
 		ORDER BY l.repo_id, l.digest LIMIT ?`, afterRepo, afterDigest, micros(before), sqlLimit(limit))
+	out, err := collect(rows, err, sqlstore.ScanLink)
 	if err != nil {
-		return nil, fmt.Errorf("unreferenced links: %w", err)
-	}
-	defer rows.Close()
-	var out []metadata.Link
-	for rows.Next() {
-		l, err := scanLink(rows)
-		if err != nil {
-			return nil, fmt.Errorf("unreferenced links: %w", err)
-		}
-		out = append(out, l)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("unreferenced links: %w", err)
 	}
 	return out, nil
@@ -235,7 +176,7 @@ func (s *Store) UnlinkBlobIfUnreferenced(ctx context.Context, repoID, digest str
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		l, deleted = metadata.Link{}, false
 		var err error
-		l, err = scanLink(tx.QueryRowContext(ctx, `SELECT `+linkColumns+`
+		l, err = sqlstore.ScanLink(tx.QueryRowContext(ctx, `SELECT `+sqlstore.LinkColumns+`
 			WHERE l.repo_id = ? AND l.digest = ? AND l.linked_at < ? AND `+linkUnreferenced, repoID, digest, micros(before)))
 		if errors.Is(err, sql.ErrNoRows) {
 			l = metadata.Link{}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/cofferhq/coffer/internal/metadata"
+	"github.com/cofferhq/coffer/internal/metadata/sqlstore"
 )
 
 // The ECR image queries. A page is one statement, one row per manifest
@@ -24,7 +25,7 @@ const (
 	imageColumns = `m.repo_id, m.digest, m.media_type, m.size, m.artifact_type, m.subject,
 		m.pushed_at, m.last_pulled_at, m.image_size`
 	// imageTags is a manifest's tags joined by spaces (a tag never holds
-	// one), in no particular order (scanImages sorts them), NULL if none.
+	// one), in no particular order (scanTaggedImage sorts them), NULL if none.
 	imageTags = `(SELECT group_concat(t.tag, ' ') FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest)`
 	// (repo, from, limit)
 	qListImagesAny = `SELECT ` + imageColumns + `, ` + imageTags + `
@@ -98,10 +99,7 @@ func (s *Store) listImages(ctx context.Context, repoID string, q metadata.ImageQ
 			query = qListImagesTagged
 		}
 		rows, err := s.query(ctx, query, repoID, q.From, sqlLimit(q.Limit))
-		if err != nil {
-			return err
-		}
-		page.Images, err = scanImages(rows, q.Limit)
+		page.Images, err = appendRows(sqlstore.NewPage[metadata.Manifest](q.Limit), rows, err, scanTaggedImage)
 		return err
 	case metadata.TagStatusUntagged:
 	default:
@@ -113,10 +111,7 @@ func (s *Store) listImages(ctx context.Context, repoID string, q metadata.ImageQ
 	}
 	defer tx.Rollback()
 	rows, err := tx.StmtContext(ctx, s.stmts[qListImagesUntagged]).QueryContext(ctx, repoID, q.From, sqlLimit(q.Window), sqlLimit(q.Limit))
-	if err != nil {
-		return err
-	}
-	if page.Images, err = scanImages(rows, q.Limit); err != nil {
+	if page.Images, err = appendRows(sqlstore.NewPage[metadata.Manifest](q.Limit), rows, err, scanTaggedImage); err != nil {
 		return err
 	}
 	if q.Window <= 0 || (q.Limit > 0 && len(page.Images) >= q.Limit) {
@@ -133,45 +128,26 @@ func (s *Store) listImages(ctx context.Context, repoID string, q metadata.ImageQ
 	return nil
 }
 
-// scanImages reads image rows, one per manifest, with its tags as one
+// scanTaggedImage reads an image row, imageColumns and its tags as one
 // space-separated column (NULL: none).
-func scanImages(rows *sql.Rows, limit int) ([]metadata.Manifest, error) {
-	defer rows.Close()
-	var out []metadata.Manifest
-	if limit > 0 {
-		out = make([]metadata.Manifest, 0, min(limit, 1024))
+func scanTaggedImage(sc scanner) (metadata.Manifest, error) {
+	var tags sql.NullString
+	m, err := scanImage(sc, &tags)
+	if err != nil {
+		return metadata.Manifest{}, err
 	}
-	for rows.Next() {
-		var tags sql.NullString
-		m, err := scanImage(rows, &tags)
-		if err != nil {
-			return nil, err
-		}
-		if tags.Valid {
-			m.Tags = strings.Split(tags.String, " ")
-			slices.Sort(m.Tags)
-		}
-		out = append(out, m)
+	if tags.Valid {
+		m.Tags = strings.Split(tags.String, " ")
+		slices.Sort(m.Tags)
 	}
-	return out, rows.Err()
+	return m, nil
 }
 
 // ImageTags implements metadata.Store.
 func (s *Store) ImageTags(ctx context.Context, repoID, digest string) ([]string, error) {
 	rows, err := s.query(ctx, qImageTags, repoID, digest)
+	tags, err := collect(rows, err, sqlstore.ScanString)
 	if err != nil {
-		return nil, fmt.Errorf("tags of %s in %s: %w", digest, repoID, err)
-	}
-	defer rows.Close()
-	var tags []string
-	for rows.Next() {
-		var t string
-		if err := rows.Scan(&t); err != nil {
-			return nil, fmt.Errorf("tags of %s in %s: %w", digest, repoID, err)
-		}
-		tags = append(tags, t)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("tags of %s in %s: %w", digest, repoID, err)
 	}
 	return tags, nil
@@ -243,19 +219,7 @@ func (s *Store) DeleteImage(ctx context.Context, repoID, digest, tag string) (me
 			return fmt.Errorf("%w: %s", metadata.ErrImageReferenced, digest)
 		}
 		rows, err := tx.QueryContext(ctx, qImageTags, repoID, digest)
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var t string
-			if err := rows.Scan(&t); err != nil {
-				rows.Close()
-				return err
-			}
-			del.Tags = append(del.Tags, t)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		if del.Tags, err = collect(rows, err, sqlstore.ScanString); err != nil {
 			return err
 		}
 		if _, err := deleteManifestRow(ctx, tx, repoID, digest); err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/internal/metadata"
+	"github.com/cofferhq/coffer/internal/metadata/sqlstore"
 )
 
 // manifestColumns are selected from manifests aliased as m.
@@ -183,22 +184,8 @@ func (s *Store) ResolveTag(ctx context.Context, repoID, tag string) (metadata.Ma
 // <= 0 means no limit. An unknown repository has no tags.
 func (s *Store) ListTags(ctx context.Context, repoID, last string, limit int) ([]string, error) {
 	rows, err := s.query(ctx, qListTags, repoID, last, sqlLimit(limit))
+	tags, err := appendRows(sqlstore.NewPage[string](limit), rows, err, sqlstore.ScanString)
 	if err != nil {
-		return nil, fmt.Errorf("list tags of %s after %q: %w", repoID, last, err)
-	}
-	defer rows.Close()
-	var tags []string
-	if limit > 0 {
-		tags = make([]string, 0, min(limit, 1024))
-	}
-	for rows.Next() {
-		var t string
-		if err := rows.Scan(&t); err != nil {
-			return nil, fmt.Errorf("list tags of %s after %q: %w", repoID, last, err)
-		}
-		tags = append(tags, t)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list tags of %s after %q: %w", repoID, last, err)
 	}
 	return tags, nil
@@ -251,19 +238,8 @@ func (s *Store) Referrers(ctx context.Context, repoID, subject, artifactType str
 		q, args = qReferrersOfType, append(args, artifactType)
 	}
 	rows, err := s.query(ctx, q, args...)
+	out, err := collect(rows, err, func(sc scanner) (metadata.Manifest, error) { return scanManifest(sc) })
 	if err != nil {
-		return nil, fmt.Errorf("referrers of %s in %s: %w", subject, repoID, err)
-	}
-	defer rows.Close()
-	var out []metadata.Manifest
-	for rows.Next() {
-		m, err := scanManifest(rows)
-		if err != nil {
-			return nil, fmt.Errorf("referrers of %s in %s: %w", subject, repoID, err)
-		}
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("referrers of %s in %s: %w", subject, repoID, err)
 	}
 	return out, nil
@@ -290,46 +266,32 @@ func (s *Store) ListManifests(ctx context.Context, repoID, after string, limit i
 		FROM (SELECT * FROM manifests WHERE repo_id = ? AND digest > ? ORDER BY digest LIMIT ?) m
 		LEFT JOIN tags t ON t.repo_id = m.repo_id AND t.digest = m.digest
 		ORDER BY m.digest, t.tag`, repoID, after, sqlLimit(limit))
+	tagged, err := collect(rows, err, func(sc scanner) (sqlstore.TaggedManifest, error) {
+		var tag sql.NullString
+		m, err := scanManifest(sc, &tag)
+		return sqlstore.TaggedManifest{Manifest: m, Tag: tag.String, Tagged: tag.Valid}, err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("list manifests of %s after %s: %w", repoID, after, err)
 	}
-	defer rows.Close()
-	var out []metadata.Manifest
-	for rows.Next() {
-		var tag sql.NullString
-		m, err := scanManifest(rows, &tag)
-		if err != nil {
-			return nil, fmt.Errorf("list manifests of %s after %s: %w", repoID, after, err)
-		}
-		if n := len(out); n == 0 || out[n-1].Digest != m.Digest {
-			out = append(out, m)
-		}
-		if tag.Valid {
-			last := &out[len(out)-1]
-			last.Tags = append(last.Tags, tag.String)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list manifests of %s after %s: %w", repoID, after, err)
-	}
-	return out, nil
+	return sqlstore.AppendTagged(nil, tagged), nil
 }
 
 // ManifestChildren implements metadata.Store.
 func (s *Store) ManifestChildren(ctx context.Context, repoID string) (map[string][]string, error) {
 	rows, err := s.query(ctx, `SELECT manifest_digest, ref_digest FROM manifest_refs WHERE repo_id = ? AND kind = ?`,
 		repoID, int(metadata.RefManifest))
+	out := map[string][]string{}
+	err = eachRow(rows, err, func(sc scanner) error {
+		var parent, child string
+		if err := sc.Scan(&parent, &child); err != nil {
+			return err
+		}
+		out[parent] = append(out[parent], child)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	out := map[string][]string{}
-	for rows.Next() {
-		var parent, child string
-		if err := rows.Scan(&parent, &child); err != nil {
-			return nil, err
-		}
-		out[parent] = append(out[parent], child)
-	}
-	return out, rows.Err()
+	return out, nil
 }

@@ -3,12 +3,12 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 
 	"github.com/cofferhq/coffer/internal/metadata"
+	"github.com/cofferhq/coffer/internal/metadata/sqlstore"
 )
 
 // GetSetting returns a registry-wide setting or ErrNotFound.
@@ -39,28 +39,6 @@ func (s *Store) PutSettingIfAbsent(ctx context.Context, key, value string) (stri
 	return stored, nil
 }
 
-const repoColumns = `id, name, domain, encryption_type, kms_key, tag_mutability,
-	tag_exclusions, scan_on_push, created_at`
-
-func scanRepository(sc scanner) (metadata.Repository, error) {
-	var (
-		r          metadata.Repository
-		exclusions string
-		created    int64
-	)
-	if err := sc.Scan(&r.ID, &r.Name, &r.Domain, &r.EncryptionType, &r.KMSKey,
-		&r.TagMutability, &exclusions, &r.ScanOnPush, &created); err != nil {
-		return metadata.Repository{}, err
-	}
-	ex, err := parseStrings(exclusions)
-	if err != nil {
-		return metadata.Repository{}, fmt.Errorf("repository %s: %w", r.Name, err)
-	}
-	r.TagMutabilityExclusions = ex
-	r.CreatedAt = fromMicros(created)
-	return r, nil
-}
-
 // CreateRepository inserts a repository; ErrExists if the name (or the ID)
 // is taken.
 func (s *Store) CreateRepository(ctx context.Context, r metadata.Repository) error {
@@ -73,12 +51,12 @@ func (s *Store) CreateRepositoryWith(ctx context.Context, r metadata.Repository,
 	if r.ID == "" || r.Name == "" || r.Domain == "" {
 		return fmt.Errorf("create repository %q: ID, Name and Domain are required", r.Name)
 	}
-	ex, err := jsonStrings(r.TagMutabilityExclusions)
+	ex, err := sqlstore.EncodeStrings(r.TagMutabilityExclusions)
 	if err != nil {
 		return fmt.Errorf("create repository %q: %w", r.Name, err)
 	}
 	err = s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO repositories (`+repoColumns+`)
+		_, err := tx.ExecContext(ctx, `INSERT INTO repositories (`+sqlstore.RepositoryColumns+`)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			r.ID, r.Name, r.Domain, r.EncryptionType, r.KMSKey, r.TagMutability,
 			ex, r.ScanOnPush, micros(r.CreatedAt))
@@ -101,7 +79,7 @@ func (s *Store) CreateRepositoryWith(ctx context.Context, r metadata.Repository,
 func (s *Store) UpdateRepository(ctx context.Context, name string, fn func(*metadata.Repository) error) (metadata.Repository, error) {
 	var out metadata.Repository
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		old, err := scanRepository(tx.QueryRowContext(ctx, qGetRepository, name))
+		old, err := sqlstore.ScanRepository(tx.QueryRowContext(ctx, qGetRepository, name))
 		if err != nil {
 			return notFound(err)
 		}
@@ -110,12 +88,10 @@ func (s *Store) UpdateRepository(ctx context.Context, name string, fn func(*meta
 		if err := fn(&next); err != nil {
 			return err
 		}
-		if next.ID != old.ID || next.Name != old.Name || next.Domain != old.Domain ||
-			next.EncryptionType != old.EncryptionType || next.KMSKey != old.KMSKey ||
-			!next.CreatedAt.Equal(old.CreatedAt) {
-			return fmt.Errorf("%w: only the tag mutability, its exclusions and scan-on-push can change", metadata.ErrImmutableField)
+		if err := sqlstore.CheckRepositoryUpdate(old, next); err != nil {
+			return err
 		}
-		ex, err := jsonStrings(next.TagMutabilityExclusions)
+		ex, err := sqlstore.EncodeStrings(next.TagMutabilityExclusions)
 		if err != nil {
 			return err
 		}
@@ -126,7 +102,7 @@ func (s *Store) UpdateRepository(ctx context.Context, name string, fn func(*meta
 		}
 		// Return what a later GetRepository returns (an empty exclusion
 		// list reads back as nil).
-		next.TagMutabilityExclusions, err = parseStrings(ex)
+		next.TagMutabilityExclusions, err = sqlstore.DecodeStrings(ex)
 		out = next
 		return err
 	})
@@ -140,7 +116,7 @@ func (s *Store) UpdateRepository(ctx context.Context, name string, fn func(*meta
 // which the repository exists; see metadata.Store.
 func (s *Store) UpdateRepositoryDocs(ctx context.Context, name string, fn func(metadata.Repository, metadata.DocTx) error) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		r, err := scanRepository(tx.QueryRowContext(ctx, qGetRepository, name))
+		r, err := sqlstore.ScanRepository(tx.QueryRowContext(ctx, qGetRepository, name))
 		if err != nil {
 			return notFound(err)
 		}
@@ -154,7 +130,7 @@ func (s *Store) UpdateRepositoryDocs(ctx context.Context, name string, fn func(m
 
 // GetRepository returns a repository by name, or ErrNotFound.
 func (s *Store) GetRepository(ctx context.Context, name string) (metadata.Repository, error) {
-	r, err := scanRepository(s.queryRow(ctx, qGetRepository, name))
+	r, err := sqlstore.ScanRepository(s.queryRow(ctx, qGetRepository, name))
 	if err != nil {
 		return metadata.Repository{}, fmt.Errorf("get repository %q: %w", name, notFound(err))
 	}
@@ -165,19 +141,8 @@ func (s *Store) GetRepository(ctx context.Context, name string) (metadata.Reposi
 // byte-wise name order; limit <= 0 means no limit.
 func (s *Store) ListRepositories(ctx context.Context, after string, limit int) ([]metadata.Repository, error) {
 	rows, err := s.query(ctx, qListRepositories, after, sqlLimit(limit))
+	out, err := collect(rows, err, sqlstore.ScanRepository)
 	if err != nil {
-		return nil, fmt.Errorf("list repositories after %q: %w", after, err)
-	}
-	defer rows.Close()
-	var out []metadata.Repository
-	for rows.Next() {
-		r, err := scanRepository(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list repositories after %q: %w", after, err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list repositories after %q: %w", after, err)
 	}
 	return out, nil
@@ -204,7 +169,7 @@ func (s *Store) DeleteRepositoryWith(ctx context.Context, name string, fn func(m
 	)
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		var err error
-		repo, err = scanRepository(tx.QueryRowContext(ctx, qGetRepository, name))
+		repo, err = sqlstore.ScanRepository(tx.QueryRowContext(ctx, qGetRepository, name))
 		if err != nil {
 			return notFound(err)
 		}
@@ -230,13 +195,11 @@ func (s *Store) DeleteRepositoryWith(ctx context.Context, name string, fn func(m
 			return fmt.Errorf("collect uploads: %w", err)
 		}
 		for _, pl := range partLists {
-			var parts []metadata.Part
-			if err := json.Unmarshal([]byte(pl), &parts); err != nil {
-				return fmt.Errorf("collect uploads: decode parts: %w", err)
+			keys, err := sqlstore.PartKeys(pl)
+			if err != nil {
+				return fmt.Errorf("collect uploads: %w", err)
 			}
-			for _, p := range parts {
-				orphans = append(orphans, p.ObjectKey)
-			}
+			orphans = append(orphans, keys...)
 		}
 
 		if domain == id {
@@ -265,19 +228,7 @@ func (s *Store) DeleteRepositoryWith(ctx context.Context, name string, fn func(m
 // queryStrings returns the single string column of a query's rows.
 func queryStrings(ctx context.Context, tx *sql.Tx, q string, args ...any) ([]string, error) {
 	rows, err := tx.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var v string
-		if err := rows.Scan(&v); err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
+	return collect(rows, err, sqlstore.ScanString)
 }
 
 // repoDomain returns the domain of a repository inside a write transaction,
