@@ -63,6 +63,8 @@ type Config struct {
 type Authorizer struct {
 	cfg Config
 	now func() time.Time
+	// repoPrefix is the ARN of the account's repositories up to the name.
+	repoPrefix string
 	// resources caches resourcePolicies by repository name; nil when
 	// caching is off. Nothing KMS-related is cached here: key policies
 	// and grants are decided by internal/kms at each use.
@@ -87,7 +89,7 @@ func New(cfg Config) (*Authorizer, error) {
 	if cfg.IAM == nil || cfg.Docs == nil || cfg.AccountID == "" {
 		return nil, errors.New("authz: IAM, Docs and AccountID are required")
 	}
-	a := &Authorizer{cfg: cfg, now: cfg.Now}
+	a := &Authorizer{cfg: cfg, now: cfg.Now, repoPrefix: "arn:aws:ecr:" + cfg.Region + ":" + cfg.AccountID + ":repository/"}
 	if a.now == nil {
 		a.now = time.Now
 	}
@@ -116,7 +118,13 @@ func (a *Authorizer) Authorize(ctx context.Context, info *auth.Info, action, res
 	if err != nil {
 		return err
 	}
-	reqContext := a.contextWithTags(info, resourceTags)
+	// The request context is built only when a policy can read it: most
+	// decisions (the managed policies, conditionless repository policies)
+	// come out the same without, and building it costs more than deciding.
+	var reqContext policy.Context
+	if usesContext(identity, resourcePolicies, gates) {
+		reqContext = a.contextWithTags(info, resourceTags)
+	}
 	d := policy.Decide(policy.Input{
 		Request: &policy.Request{
 			Principal: policy.Principal{ARN: p.ARN, Account: p.AccountID, Type: p.Type, RoleARN: p.RoleARN},
@@ -129,11 +137,33 @@ func (a *Authorizer) Authorize(ctx context.Context, info *auth.Info, action, res
 		Resource:        resourcePolicies,
 		Gates:           gates,
 	})
-	releaseContext(reqContext)
+	if reqContext != nil {
+		releaseContext(reqContext)
+	}
 	if !d.Allowed {
 		return &auth.DeniedError{Principal: p.ARN, Action: action, Resource: resource, Reason: d.Reason}
 	}
 	return nil
+}
+
+// usesContext reports whether any of the policies of a decision can read
+// the request context (policy.Policy.UsesContext).
+func usesContext(identity, resource []*policy.Policy, gates []policy.Gate) bool {
+	for _, ps := range [][]*policy.Policy{identity, resource} {
+		for _, p := range ps {
+			if p.UsesContext() {
+				return true
+			}
+		}
+	}
+	for _, g := range gates {
+		for _, p := range g.Policies {
+			if p.UsesContext() {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // gates returns the endpoint policy of the endpoint the request arrived
@@ -154,8 +184,7 @@ func (a *Authorizer) gates(info *auth.Info) ([]policy.Gate, error) {
 // in one snapshot; from the cache when it is on and the entry is current.
 // The results must not be modified.
 func (a *Authorizer) resourcePolicies(ctx context.Context, resource string) ([]*policy.Policy, map[string]string, error) {
-	prefix := "arn:aws:ecr:" + a.cfg.Region + ":" + a.cfg.AccountID + ":repository/"
-	name, ok := strings.CutPrefix(resource, prefix)
+	name, ok := strings.CutPrefix(resource, a.repoPrefix)
 	if !ok {
 		return nil, nil, nil
 	}

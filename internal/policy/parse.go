@@ -56,6 +56,9 @@ type Policy struct {
 	version string // as written; "" when absent
 	id      string
 	stmts   []*Statement
+	// usesContext: some statement has a Condition or a policy variable
+	// (see UsesContext).
+	usesContext bool
 }
 
 // Statement is one compiled statement of a Policy. It is immutable: the
@@ -83,6 +86,13 @@ func (s *Statement) Effect() Effect { return s.effect }
 
 // Index returns the statement's position in the document, from 0.
 func (s *Statement) Index() int { return s.index }
+
+// UsesContext reports whether evaluating p can read Request.Context: some
+// statement has a Condition, or a policy variable in its Resource or
+// NotResource. A policy that does not decides every request alike whatever
+// its Context holds, so a caller may leave Context nil for it (a request
+// context costs more to build than most evaluations).
+func (p *Policy) UsesContext() bool { return p.usesContext }
 
 // JSON returns a copy of the document exactly as it was parsed: the APIs
 // return policies as written.
@@ -189,7 +199,27 @@ func Parse(doc []byte, kind Kind) (*Policy, error) {
 		}
 		seen[s.sid] = s.index
 	}
+	for _, s := range p.stmts {
+		p.usesContext = p.usesContext || s.usesContext()
+	}
 	return p, nil
+}
+
+// usesContext reports whether evaluating s can look up a condition key:
+// through a condition, or through a policy variable in a pattern.
+// Principal patterns hold no variables.
+func (s *Statement) usesContext() bool {
+	if len(s.conds) > 0 {
+		return true
+	}
+	for _, ps := range [][]pattern{s.actions, s.resources} {
+		for i := range ps {
+			if ps[i].nvars > 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func stmtField(stmtV *jvalue, i int) string {

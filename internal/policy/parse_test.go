@@ -257,3 +257,34 @@ func TestParseLargeObjectDuplicate(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 }
+
+// UsesContext is true exactly when a statement can look up a condition
+// key: a Condition (even one on a principal key) or a policy variable in
+// Resource or NotResource. "${...}" in a 2008-10-17 document is literal.
+func TestUsesContext(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		kind Kind
+		doc  string
+		want bool
+	}{
+		{"J-01 identity", Identity, j01, false},
+		{"J-09 endpoint policy", Endpoint, j09, false},
+		{"resource policy naming principals", Resource, `{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":{"AWS":"arn:aws:iam::111122223333:user/a"},"Action":"ecr:*"}]}`, false},
+		{"condition", Identity, `{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"NotIpAddress":{"aws:SourceIp":"10.0.0.0/8"}}}]}`, true},
+		{"condition in the second statement", Identity, `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"},{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"Bool":{"aws:SecureTransport":"false"}}}]}`, true},
+		{"empty Condition", Identity, `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*","Condition":{}}]}`, false},
+		{"variable in Resource", Identity, `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"arn:aws:ecr:${aws:RequestedRegion}:*:repository/*"}]}`, true},
+		{"variable in NotResource", Identity, `{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","NotResource":"arn:aws:ecr:*:*:repository/${aws:username}/*"}]}`, true},
+		{"2008 has no variables", Identity, `{"Version":"2008-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"arn:aws:ecr:*:*:repository/${aws:username}"}]}`, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := mustParse(t, tc.kind, tc.doc).UsesContext(); got != tc.want {
+				t.Errorf("UsesContext = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
