@@ -174,7 +174,11 @@ type Session struct {
 	RoleName    string `json:"role,omitempty"`
 	SessionName string `json:"session,omitempty"`
 	// For GetSessionToken sessions, the user whose session it is.
-	UserName  string    `json:"user,omitempty"`
+	UserName string `json:"user,omitempty"`
+	// The ID of the role or user: one deleted and created again under the
+	// name is another, and the session is not its. Empty in sessions made
+	// before it was recorded.
+	OwnerID   string    `json:"owner_id,omitempty"`
 	CreatedAt time.Time `json:"created"`
 }
 

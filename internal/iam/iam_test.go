@@ -120,7 +120,7 @@ func TestIdentityPoliciesFollowWrites(t *testing.T) {
 	s, _ := newService(t, nil)
 	ctx := context.Background()
 	u, _ := s.CreateUser(ctx, "bob", "/", nil)
-	p := auth.Principal{Type: "IAMUser", ARN: u.ARN, AccountID: "111122223333", UserName: "bob"}
+	p := auth.Principal{Type: "IAMUser", ARN: u.ARN, AccountID: "111122223333", UserName: "bob", PrincipalID: u.ID}
 	count := func() int {
 		t.Helper()
 		pols, err := s.IdentityPolicies(ctx, p)
@@ -158,9 +158,59 @@ func TestIdentityPoliciesFollowWrites(t *testing.T) {
 		t.Fatalf("after leaving the group: %d policies, want 1", n)
 	}
 	// A deleted principal has no policies, whatever a token still says.
-	gone := auth.Principal{Type: "IAMUser", ARN: "arn:aws:iam::111122223333:user/ghost", UserName: "ghost"}
+	gone := auth.Principal{Type: "IAMUser", ARN: "arn:aws:iam::111122223333:user/ghost", UserName: "ghost", PrincipalID: "AIDAGHOST"}
 	if pols, err := s.IdentityPolicies(ctx, gone); err != nil || len(pols) != 0 {
 		t.Fatalf("deleted user policies = %d, %v", len(pols), err)
+	}
+	if ok, err := s.Exists(ctx, gone); err != nil || ok {
+		t.Fatalf("Exists(deleted user) = %v, %v", ok, err)
+	}
+}
+
+// TestRecreatedUserIsAnother: a user deleted and created again under its
+// name is another principal (another ID). What an old token names gets
+// neither the new user's policies nor its existence, while the new user
+// (from the same cache) gets both.
+func TestRecreatedUserIsAnother(t *testing.T) {
+	t.Parallel()
+	s, _ := newService(t, nil)
+	ctx := context.Background()
+	old, err := s.CreateUser(ctx, "carol", "/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldP := auth.Principal{Type: "IAMUser", ARN: old.ARN, AccountID: "111122223333", UserName: "carol", PrincipalID: old.ID}
+	if ok, err := s.Exists(ctx, oldP); err != nil || !ok {
+		t.Fatalf("Exists(carol) = %v, %v", ok, err)
+	}
+	if err := s.DeleteUser(ctx, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.CreateUser(ctx, "carol", "/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.ID == old.ID || again.ARN != old.ARN {
+		t.Fatalf("recreated user: ID %s (old %s), ARN %s (old %s)", again.ID, old.ID, again.ARN, old.ARN)
+	}
+	if err := s.AttachPolicy(ctx, UserEntity(), "carol", "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPowerUser"); err != nil {
+		t.Fatal(err)
+	}
+	newP := oldP
+	newP.PrincipalID = again.ID
+	for i := 0; i < 2; i++ { // the second time from the cache, in both orders
+		if pols, err := s.IdentityPolicies(ctx, newP); err != nil || len(pols) != 1 {
+			t.Fatalf("new carol: %d policies, %v; want 1", len(pols), err)
+		}
+		if pols, err := s.IdentityPolicies(ctx, oldP); err != nil || len(pols) != 0 {
+			t.Fatalf("old carol's token: %d policies, %v; want none", len(pols), err)
+		}
+		if ok, err := s.Exists(ctx, oldP); err != nil || ok {
+			t.Fatalf("Exists(old carol) = %v, %v; want false", ok, err)
+		}
+		if ok, err := s.Exists(ctx, newP); err != nil || !ok {
+			t.Fatalf("Exists(new carol) = %v, %v; want true", ok, err)
+		}
 	}
 }
 
@@ -201,6 +251,30 @@ func TestAssumeRoleSessions(t *testing.T) {
 	}
 	if pols[0].Kind() != policy.Identity {
 		t.Fatalf("session policy kind = %v", pols[0].Kind())
+	}
+	// The role deleted and created again under its name is another role:
+	// the session is not its, and it gets nothing of it.
+	if err := s.DetachPolicy(ctx, RoleEntity(), "builder", "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPowerUser"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteRole(ctx, "builder"); err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.CreateRole(ctx, "builder", "/", trust, "", 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AttachPolicy(ctx, RoleEntity(), "builder", "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPowerUser"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Lookup(ctx, creds.AccessKeyID); !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("Lookup(session of a role created again) = %v, want ErrUnknownKey", err)
+	}
+	if pols, err := s.IdentityPolicies(ctx, c.Principal); err != nil || len(pols) != 0 {
+		t.Fatalf("old session's policies from the new role = %d, %v; want none", len(pols), err)
+	}
+	if again.ID == role.ID {
+		t.Fatalf("the role created again has the old ID %s", role.ID)
 	}
 	now = now.Add(2 * time.Hour)
 	if n, err := s.ExpireSessions(ctx); err != nil || n != 1 {

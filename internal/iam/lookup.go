@@ -54,14 +54,14 @@ func (s *Service) Lookup(ctx context.Context, id string) (KeyCredentials, error)
 			var p auth.Principal
 			if sess.RoleName != "" {
 				r, _, err := get[Role](tx, kindRole, sess.RoleName, "role")
-				if err != nil {
+				if err != nil || (sess.OwnerID != "" && sess.OwnerID != r.ID) {
 					return ErrUnknownKey
 				}
 				p = auth.Principal{Type: "AssumedRole", ARN: "arn:aws:sts::" + s.cfg.AccountID + ":assumed-role/" + r.Name + "/" + sess.SessionName,
 					AccountID: s.cfg.AccountID, PrincipalID: r.ID + ":" + sess.SessionName, RoleARN: r.ARN, SessionName: sess.SessionName}
 			} else {
 				u, _, err := get[User](tx, kindUser, sess.UserName, "user")
-				if err != nil {
+				if err != nil || (sess.OwnerID != "" && sess.OwnerID != u.ID) {
 					return ErrUnknownKey
 				}
 				p = s.userPrincipal(u, "")
@@ -96,8 +96,10 @@ type policyCache struct {
 }
 
 type cachedPolicies struct {
-	gen      uint64
-	policies []*policy.Policy
+	gen         uint64
+	principalID string // whose entry it is: a name can be reused
+	exists      bool
+	policies    []*policy.Policy
 }
 
 // Invalidate drops cached identity policies; every IAM write calls it, and
@@ -107,18 +109,60 @@ func (s *Service) Invalidate() { s.pc.gen.Add(1) }
 
 // IdentityPolicies returns the identity-based policies that apply to p:
 // a user's inline and attached policies and those of its groups, or an
-// assumed role's. A principal that no longer exists has none.
+// assumed role's. A principal that no longer exists has none, nor has one
+// whose user or role was deleted and created again under its name (a
+// different ID: what the old one was granted is not the new one's).
 func (s *Service) IdentityPolicies(ctx context.Context, p auth.Principal) ([]*policy.Policy, error) {
+	e, err := s.identity(ctx, p)
+	return e.policies, err
+}
+
+// Exists reports whether p still names a user or role of the account (by
+// ID, not only by name), for credentials that outlive what they name: a
+// registry token. Other principals (another account's, a service) are
+// not the account's to know and exist.
+func (s *Service) Exists(ctx context.Context, p auth.Principal) (bool, error) {
+	if p.Type != "IAMUser" && p.Type != "AssumedRole" {
+		return true, nil
+	}
+	e, err := s.identity(ctx, p)
+	return e.exists, err
+}
+
+// identity returns what the store says of p, from the cache while no IAM
+// write happened since.
+func (s *Service) identity(ctx context.Context, p auth.Principal) (cachedPolicies, error) {
 	c := &s.pc
 	gen := c.gen.Load()
 	key := p.ARN
 	c.mu.Lock()
-	if e, ok := c.m[key]; ok && e.gen == gen {
+	if e, ok := c.m[key]; ok && e.gen == gen && e.principalID == p.PrincipalID {
 		c.mu.Unlock()
-		return e.policies, nil
+		return e, nil
 	}
 	c.mu.Unlock()
-	var docs []string
+	e, err := s.readIdentity(ctx, p)
+	if err != nil {
+		return cachedPolicies{}, err
+	}
+	e.gen, e.principalID = gen, p.PrincipalID
+	c.mu.Lock()
+	if c.m == nil || len(c.m) > 10000 {
+		c.m = make(map[string]cachedPolicies)
+	}
+	c.m[key] = e
+	c.mu.Unlock()
+	return e, nil
+}
+
+// readIdentity is identity without the cache. It is apart so that only a
+// cache miss pays for the principal its closure captures (moved to the
+// heap).
+func (s *Service) readIdentity(ctx context.Context, p auth.Principal) (cachedPolicies, error) {
+	var (
+		docs   []string
+		exists bool
+	)
 	err := s.view(ctx, func(tx metadata.DocTx) error {
 		addHolder := func(inline map[string]string, attached []string) error {
 			for _, d := range inline {
@@ -139,12 +183,13 @@ func (s *Service) IdentityPolicies(ctx context.Context, p auth.Principal) ([]*po
 		switch p.Type {
 		case "IAMUser":
 			u, _, err := get[User](tx, kindUser, p.UserName, "user")
-			if errors.Is(err, ErrNoSuchEntity) || (err == nil && u.ARN != p.ARN) {
+			if errors.Is(err, ErrNoSuchEntity) || (err == nil && (u.ARN != p.ARN || u.ID != p.PrincipalID)) {
 				return nil
 			}
 			if err != nil {
 				return err
 			}
+			exists = true
 			if err := addHolder(u.Inline, u.Attached); err != nil {
 				return err
 			}
@@ -163,34 +208,29 @@ func (s *Service) IdentityPolicies(ctx context.Context, p auth.Principal) ([]*po
 		case "AssumedRole":
 			name := p.RoleARN[strings.LastIndexByte(p.RoleARN, '/')+1:]
 			r, _, err := get[Role](tx, kindRole, name, "role")
-			if errors.Is(err, ErrNoSuchEntity) || (err == nil && r.ARN != p.RoleARN) {
+			if errors.Is(err, ErrNoSuchEntity) || (err == nil && (r.ARN != p.RoleARN || !strings.HasPrefix(p.PrincipalID, r.ID+":"))) {
 				return nil
 			}
 			if err != nil {
 				return err
 			}
+			exists = true
 			return addHolder(r.Inline, r.Attached)
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return cachedPolicies{}, err
 	}
 	out := make([]*policy.Policy, 0, len(docs))
 	for _, d := range docs {
 		pol, err := policy.Parse([]byte(d), policy.Identity)
 		if err != nil {
-			return nil, fmt.Errorf("iam: stored policy does not parse: %w", err)
+			return cachedPolicies{}, fmt.Errorf("iam: stored policy does not parse: %w", err)
 		}
 		out = append(out, pol)
 	}
-	c.mu.Lock()
-	if c.m == nil || len(c.m) > 10000 {
-		c.m = make(map[string]cachedPolicies)
-	}
-	c.m[key] = cachedPolicies{gen: gen, policies: out}
-	c.mu.Unlock()
-	return out, nil
+	return cachedPolicies{exists: exists, policies: out}, nil
 }
 
 // Bootstrap creates the administrator on first start: user "admin" with

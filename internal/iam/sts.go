@@ -60,7 +60,7 @@ func (s *Service) AssumeRole(ctx context.Context, caller auth.Principal, roleARN
 		RoleARN:     role.ARN,
 		SessionName: sessionName,
 	}
-	return s.newSession(ctx, Session{RoleName: role.Name, SessionName: sessionName}, p, duration)
+	return s.newSession(ctx, Session{RoleName: role.Name, SessionName: sessionName, OwnerID: role.ID}, p, duration)
 }
 
 // GetSessionToken returns temporary credentials acting as the calling user.
@@ -74,7 +74,7 @@ func (s *Service) GetSessionToken(ctx context.Context, caller auth.Principal, du
 	if duration < 15*time.Minute || duration > 36*time.Hour {
 		return Credentials{}, fmt.Errorf("%w: DurationSeconds must be between 900 and 129600", ErrValidation)
 	}
-	return s.newSession(ctx, Session{UserName: caller.UserName}, caller, duration)
+	return s.newSession(ctx, Session{UserName: caller.UserName, OwnerID: caller.PrincipalID}, caller, duration)
 }
 
 func (s *Service) newSession(ctx context.Context, sess Session, p auth.Principal, d time.Duration) (Credentials, error) {

@@ -165,8 +165,12 @@ func TestECRLayerDownloadURL(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		admin, err := e.app.iam.GetUser(ctx, "admin")
+		if err != nil {
+			t.Fatal(err)
+		}
 		q, err := key.Sign(presign.Claims{Repository: repo, Digest: layer.Digest, Expires: time.Now().Add(-time.Second),
-			Principal: presign.Principal{Type: "IAMUser", ARN: "arn:aws:iam::" + e.app.accountID + ":user/admin", AccountID: e.app.accountID, UserName: "admin"}})
+			Principal: presign.Principal{Type: "IAMUser", ARN: admin.ARN, AccountID: e.app.accountID, PrincipalID: admin.ID, UserName: "admin"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -175,7 +179,7 @@ func TestECRLayerDownloadURL(t *testing.T) {
 		refused(t, "expired URL", v.String(), "AccessDenied", "Request has expired")
 		// The same key with a live expiry works: the refusal was the expiry.
 		q, _ = key.Sign(presign.Claims{Repository: repo, Digest: layer.Digest, Expires: time.Now().Add(time.Minute),
-			Principal: presign.Principal{Type: "IAMUser", ARN: "arn:aws:iam::" + e.app.accountID + ":user/admin", AccountID: e.app.accountID, UserName: "admin"}})
+			Principal: presign.Principal{Type: "IAMUser", ARN: admin.ARN, AccountID: e.app.accountID, PrincipalID: admin.ID, UserName: "admin"}})
 		v.RawQuery = q.Encode()
 		if status, _, _ := fetch(t, nil, "GET", v.String()); status != 200 {
 			t.Fatalf("fresh crafted URL = %d", status)

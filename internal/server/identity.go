@@ -120,11 +120,43 @@ func (k keyStore) Lookup(ctx context.Context, id string) (sigv4.Credentials, err
 // tokenAuthenticator authenticates /v2/ requests: HTTP Basic with user AWS
 // and a registry token as the password, what docker login stores.
 type tokenAuthenticator struct {
-	key *token.Key
-	now func() time.Time
+	key  *token.Key
+	now  func() time.Time
+	memo *tokenMemo // headers that verified
+	// exists reports whether the token's principal still exists
+	// (iam.Service.Exists): a token outlives a deleted user or role, and
+	// one deleted and created again under its name is someone else.
+	exists func(context.Context, auth.Principal) (bool, error)
+}
+
+// newTokenAuthenticator returns the authenticator of tokens signed with
+// key whose principals exist, with an empty memo.
+func newTokenAuthenticator(key *token.Key, now func() time.Time, exists func(context.Context, auth.Principal) (bool, error)) tokenAuthenticator {
+	return tokenAuthenticator{key: key, now: now, memo: newTokenMemo(), exists: exists}
 }
 
 func (a tokenAuthenticator) Authenticate(r *http.Request) (auth.Principal, error) {
+	p, err := a.verify(r)
+	if err != nil {
+		return auth.Principal{}, err
+	}
+	ok, err := a.exists(r.Context(), p)
+	if err != nil {
+		return auth.Principal{}, fmt.Errorf("token principal: %w", err)
+	}
+	if !ok {
+		return auth.Principal{}, fmt.Errorf("%w: the token's principal no longer exists", auth.ErrUnauthenticated)
+	}
+	return p, nil
+}
+
+// verify returns the principal the request's token names, from the memo
+// when the same header verified before.
+func (a tokenAuthenticator) verify(r *http.Request) (auth.Principal, error) {
+	header, now := r.Header.Get("Authorization"), a.now()
+	if p, ok := a.memo.get(header, now); ok {
+		return p, nil
+	}
 	user, pass, ok := r.BasicAuth()
 	if !ok {
 		return auth.Principal{}, fmt.Errorf("%w: no credentials", auth.ErrUnauthenticated)
@@ -132,13 +164,15 @@ func (a tokenAuthenticator) Authenticate(r *http.Request) (auth.Principal, error
 	if user != "AWS" {
 		return auth.Principal{}, fmt.Errorf("%w: the user name must be AWS", auth.ErrUnauthenticated)
 	}
-	c, err := a.key.Verify(strings.TrimSpace(pass), a.now())
+	c, err := a.key.Verify(strings.TrimSpace(pass), now)
 	if err != nil {
 		return auth.Principal{}, fmt.Errorf("%w: %v", auth.ErrUnauthenticated, err)
 	}
-	return auth.Principal{Type: c.Type, ARN: c.ARN, AccountID: c.AccountID, PrincipalID: c.PrincipalID,
+	p := auth.Principal{Type: c.Type, ARN: c.ARN, AccountID: c.AccountID, PrincipalID: c.PrincipalID,
 		UserName: c.UserName, AccessKeyID: c.AccessKeyID, RoleARN: c.RoleARN, SessionName: c.SessionName,
-		Expires: time.Unix(c.ExpiresAt, 0)}, nil
+		Expires: time.Unix(c.ExpiresAt, 0)}
+	a.memo.put(header, p, c.ExpiresAt)
+	return p, nil
 }
 
 // anonymousOrToken serves --insecure-allow-anonymous: requests without

@@ -92,7 +92,7 @@ func statusOf(err error) int {
 }
 
 // createUser makes an IAM user with managed policies and returns its key.
-func createUser(t *testing.T, app *App, name string, policies ...string) (string, string) {
+func createUser(t testing.TB, app *App, name string, policies ...string) (string, string) {
 	t.Helper()
 	ctx := context.Background()
 	if _, err := app.iam.CreateUser(ctx, name, "/", nil); err != nil {

@@ -263,7 +263,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 	if err != nil {
 		return nil, err
 	}
-	tokenAuthn := tokenAuthenticator{key: tokens, now: time.Now}
+	tokenAuthn := newTokenAuthenticator(tokens, time.Now, idsvc.Exists)
 	var (
 		v2Authn auth.Authenticator = tokenAuthn
 		v2Authz auth.Authorizer    = decider

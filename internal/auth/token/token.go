@@ -26,7 +26,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -69,18 +68,7 @@ type Claims struct {
 type Key struct {
 	_ [0]func()
 	k []byte
-
-	// verified remembers the claims of tokens that verified, by the
-	// SHA-256 of the whole token, so that a client's every request does
-	// not pay the HMAC and the JSON decoding again: a hit means the very
-	// same token, whose signature was checked; expiry is still checked
-	// on every call. Bounded: emptied when full.
-	mu       sync.Mutex
-	verified map[[sha256.Size]byte]Claims
 }
-
-// maxVerified bounds Key.verified.
-const maxVerified = 4096
 
 // NewKey wraps a 32-byte secret.
 func NewKey(secret []byte) (*Key, error) {
@@ -117,32 +105,13 @@ func (k *Key) mac(signed string) []byte {
 }
 
 // Verify checks a token's signature and expiry at now and returns its
-// claims.
+// claims. It remembers nothing: a caller that sees the same token often
+// keeps its own memory of what verified (the server remembers whole
+// Authorization headers, internal/server/tokenmemo.go).
 func (k *Key) Verify(tok string, now time.Time) (Claims, error) {
 	if len(tok) > maxLen || !strings.HasPrefix(tok, prefix) {
 		return Claims{}, ErrMalformed
 	}
-	id := sha256.Sum256([]byte(tok))
-	k.mu.Lock()
-	c, ok := k.verified[id]
-	k.mu.Unlock()
-	if ok && now.Unix() < c.ExpiresAt {
-		return c, nil
-	}
-	c, err := k.verify(tok, now)
-	if err == nil {
-		k.mu.Lock()
-		if k.verified == nil || len(k.verified) >= maxVerified {
-			k.verified = make(map[[sha256.Size]byte]Claims)
-		}
-		k.verified[id] = c
-		k.mu.Unlock()
-	}
-	return c, err
-}
-
-// verify is Verify without the memory of verified tokens.
-func (k *Key) verify(tok string, now time.Time) (Claims, error) {
 	i := strings.LastIndexByte(tok, '.')
 	if i <= len(prefix) {
 		return Claims{}, ErrMalformed
