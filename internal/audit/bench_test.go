@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -101,9 +102,9 @@ func benchEntry(n int) entry {
 // sealer does.
 func sealFixture(b *testing.B, s *Store, batch []entry) {
 	recs := make([][]byte, len(batch))
-	metas := make([]eventMeta, len(batch))
+	metas := make([]memRecord, len(batch))
 	for i, e := range batch {
-		recs[i], metas[i] = e.data, e.meta
+		recs[i], metas[i] = e.data, e.meta.record(e.data)
 	}
 	data, layout, err := buildLogFileBlocks(recs)
 	if err != nil {
@@ -183,10 +184,10 @@ func BenchmarkIndexRecord(b *testing.B) {
 // file, built anyway, not counted).
 func BenchmarkIndexSealFile(b *testing.B) {
 	recs := make([][]byte, lookupPerFile)
-	metas := make([]eventMeta, lookupPerFile)
+	metas := make([]memRecord, lookupPerFile)
 	for i := range recs {
 		e := benchEntry(i)
-		recs[i], metas[i] = e.data, e.meta
+		recs[i], metas[i] = e.data, e.meta.record(e.data)
 	}
 	_, layout, err := buildLogFileBlocks(recs)
 	if err != nil {
@@ -264,7 +265,8 @@ func BenchmarkLookupEvents1M(b *testing.B) {
 }
 
 // BenchmarkBuildLogFile is sealing's compression, per record: the log
-// file of a segment of 10,000 records, gzip members at BestSpeed.
+// file of a segment of 10,000 records, gzip members at BestSpeed, by the
+// sealer's logFileBuilder.
 func BenchmarkBuildLogFile(b *testing.B) {
 	recs := make([][]byte, lookupPerFile)
 	var n int
@@ -276,12 +278,43 @@ func BenchmarkBuildLogFile(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	var size int
+	var lb logFileBuilder
 	for i := 0; i < b.N; i += len(recs) {
-		data, _, err := buildLogFileBlocks(recs)
+		data, _, err := lb.build(recs)
 		if err != nil {
 			b.Fatal(err)
 		}
 		size = len(data)
 	}
 	b.ReportMetric(float64(n)/float64(size), "ratio")
+}
+
+// BenchmarkReadSegment is sealing's read of a segment of 10,000 records,
+// per record: into a new buffer each time (readSegment) and into the
+// sealer's kept one (segmentReader).
+func BenchmarkReadSegment(b *testing.B) {
+	h, _ := json.Marshal(segHeader{Format: segmentFormat, Unique: newUnique(), Created: benchStart})
+	data := appendFrame(nil, h)
+	for i := range lookupPerFile {
+		data = appendFrame(data, benchEntry(i).data)
+	}
+	p := filepath.Join(b.TempDir(), "seg.wal")
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	var r segmentReader
+	for _, c := range []struct {
+		name string
+		read func(string, int64) (segHeader, [][]byte, int64, error)
+	}{{"new", readSegment}, {"kept", r.read}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(data) / lookupPerFile))
+			b.ReportAllocs()
+			for n := 0; n < b.N; n += lookupPerFile {
+				if _, recs, _, err := c.read(p, int64(len(data))); err != nil || len(recs) != lookupPerFile {
+					b.Fatalf("%d records, %v", len(recs), err)
+				}
+			}
+		})
+	}
 }

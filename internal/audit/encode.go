@@ -147,6 +147,29 @@ var plain = func() (t [utf8.RuneSelf]bool) {
 	return t
 }()
 
+// plainWord reports whether the bytes of w are all plain, testing them at
+// once.
+func plainWord(w uint64) bool {
+	return (w|below(w, 0x20)|zero(w^'"'*ones)|zero(w^'\\'*ones)|zero(w^'<'*ones)|zero(w^'>'*ones)|zero(w^'&'*ones))&highs == 0
+}
+
+// word is the first 8 bytes of s, little endian.
+func word(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+const ones, highs = 0x0101010101010101, 0x8080808080808080
+
+// zero sets the high bit of a byte of its result (among other bits) if a
+// byte of v is zero, and only then: a borrow only ever marks a byte above
+// a zero one.
+func zero(v uint64) uint64 { return (v - ones) &^ v }
+
+// below is zero for the bytes of v below c (at most 0x80) rather than 0.
+func below(v, c uint64) uint64 { return (v - c*ones) &^ v }
+
 // appendString appends s as a JSON string the way encoding/json writes it
 // (HTML-safe: <, > and & escaped; invalid UTF-8 as U+FFFD; U+2028 and
 // U+2029 escaped).
@@ -154,6 +177,10 @@ func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		if i+8 <= len(s) && plainWord(word(s[i:])) {
+			i += 8
+			continue
+		}
 		if c := s[i]; c < utf8.RuneSelf {
 			if plain[c] {
 				i++

@@ -29,3 +29,27 @@ func BenchmarkEncodeRecord(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMetaOf is the index's share of Append: a record's lookup
+// attributes, for records in a row alike (one client pulling) and not.
+func BenchmarkMetaOf(b *testing.B) {
+	other := headInfo()
+	other.Principal.UserName, other.Resources = "ci", []string{"arn:aws:ecr:us-east-1:181119758900:repository/team/app"}
+	evs := []*Event{
+		NewEvent(headInfo(), Outcome{Status: 200}, "us-east-1", "181119758900", time.Now()),
+		NewEvent(other, Outcome{Status: 200}, "us-east-1", "181119758900", time.Now()),
+	}
+	for _, c := range []struct {
+		name string
+		evs  []*Event
+	}{{"alike", evs[:1]}, {"alternating", evs}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				metaOf(c.evs[i%len(c.evs)])
+				i++
+			}
+		})
+	}
+}

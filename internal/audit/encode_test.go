@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cofferhq/coffer/internal/auth"
 )
@@ -84,4 +85,22 @@ func FuzzAppendEvent(f *testing.F) {
 			t.Fatalf("\n got %s\nwant %s", got, want)
 		}
 	})
+}
+
+// TestPlainWord: a word is plain exactly when each of its bytes is, for
+// every byte at every place, beside plain bytes and beside the
+// borderline ones.
+func TestPlainWord(t *testing.T) {
+	for _, fill := range []byte{'a', 0x7f, 0x20, '!', '%', '=', '?', '[', ']'} {
+		for c := range 256 {
+			for i := range 8 {
+				w := bytes.Repeat([]byte{fill}, 8)
+				w[i] = byte(c)
+				want := c < utf8.RuneSelf && plain[c] && plain[fill]
+				if got := plainWord(word(string(w))); got != want {
+					t.Fatalf("plainWord(%q) = %v, want %v", w, got, want)
+				}
+			}
+		}
+	}
 }

@@ -1,11 +1,15 @@
 package audit
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"net/netip"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/cofferhq/coffer/internal/auth"
 )
@@ -191,6 +195,46 @@ func TestResourceTypeAndName(t *testing.T) {
 		typ, name := ResourceTypeAndName(c.arn)
 		if typ != c.typ || name != c.name {
 			t.Errorf("ResourceTypeAndName(%s) = %s, %s", c.arn, typ, name)
+		}
+	}
+}
+
+// TestEventIDs: eventIDs are version 7 UUIDs of the time they were made,
+// unique, and increasing from one to the next, from any goroutine.
+func TestEventIDs(t *testing.T) {
+	t.Parallel()
+	const goroutines, each = 4, 5000
+	before := time.Now().UnixMilli()
+	ids := make([][]string, goroutines)
+	var wg sync.WaitGroup
+	for g := range ids {
+		wg.Go(func() {
+			for range each {
+				ids[g] = append(ids[g], newEventID())
+			}
+		})
+	}
+	wg.Wait()
+	after := time.Now().UnixMilli()
+	seen := map[string]bool{}
+	for _, list := range ids {
+		for i, id := range list {
+			u, err := uuid.Parse(id)
+			if err != nil || u.Version() != 7 || u.Variant() != uuid.RFC4122 || u.String() != id {
+				t.Fatalf("eventID %q: version %d, variant %v, %v", id, u.Version(), u.Variant(), err)
+			}
+			// Each ID is at least 1/4096 ms after the last: 20,000 may run
+			// ahead of the clock by 5 ms.
+			if ms := int64(binary.BigEndian.Uint64(u[:8]) >> 16); ms < before || ms > after+10 {
+				t.Fatalf("eventID %q is of %d ms, not in [%d, %d]", id, ms, before, after)
+			}
+			if i > 0 && id <= list[i-1] {
+				t.Fatalf("eventID %q after %q", id, list[i-1])
+			}
+			if seen[id] {
+				t.Fatalf("eventID %q twice", id)
+			}
+			seen[id] = true
 		}
 	}
 }

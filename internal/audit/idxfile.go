@@ -91,44 +91,78 @@ type logLayout struct {
 // read them as one stream), and where each record lies, so that a
 // lookup inflates one member to read a record.
 func buildLogFileBlocks(recs [][]byte) ([]byte, *logLayout, error) {
-	var buf bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-	if err != nil {
-		return nil, nil, err
+	var lb logFileBuilder
+	return lb.build(recs)
+}
+
+// logFileBuilder builds log files (buildLogFileBlocks), keeping its
+// compressor and buffers from one to the next: the sealer builds one per
+// segment.
+type logFileBuilder struct {
+	zw    *gzip.Writer
+	out   bytes.Buffer
+	block []byte // the member being filled, before compression
+}
+
+// build is buildLogFileBlocks; the log file it returns is valid until the
+// next build.
+func (lb *logFileBuilder) build(recs [][]byte) ([]byte, *logLayout, error) {
+	lb.out.Reset()
+	n := 0
+	for _, r := range recs {
+		n += len(r)
+	}
+	lb.out.Grow(n / 8) // records compress 12:1 to 18:1
+	if lb.block == nil {
+		lb.block = make([]byte, 0, 2*blockTarget)
+	}
+	if lb.zw == nil {
+		zw, err := gzip.NewWriterLevel(&lb.out, gzip.BestSpeed)
+		if err != nil {
+			return nil, nil, err
+		}
+		lb.zw = zw
 	}
 	lay := &logLayout{locs: make([]recLoc, len(recs))}
-	start, pos := 0, 0
-	write := func(p []byte) {
-		zw.Write(p)
-		pos += len(p)
-	}
+	// Each member is compressed in one write, when it is full.
 	end := func() error {
-		if err := zw.Close(); err != nil {
+		start := lb.out.Len()
+		lb.zw.Reset(&lb.out)
+		if _, err := lb.zw.Write(lb.block); err != nil {
 			return err
 		}
-		lay.blocks = append(lay.blocks, logBlock{off: uint64(start), n: uint32(buf.Len() - start)})
-		start, pos = buf.Len(), 0
+		if err := lb.zw.Close(); err != nil {
+			return err
+		}
+		lay.blocks = append(lay.blocks, logBlock{off: uint64(start), n: uint32(lb.out.Len() - start)})
+		lb.block = lb.block[:0]
 		return nil
 	}
-	write([]byte(`{"Records":[`))
+	lb.block = append(lb.block[:0], `{"Records":[`...)
 	for i, r := range recs {
 		if i > 0 {
-			write([]byte{','})
+			lb.block = append(lb.block, ',')
 		}
-		lay.locs[i] = recLoc{block: uint32(len(lay.blocks)), off: uint32(pos), n: uint32(len(r))}
-		write(r)
-		if pos >= blockTarget && i < len(recs)-1 {
+		lay.locs[i] = recLoc{block: uint32(len(lay.blocks)), off: uint32(len(lb.block)), n: uint32(len(r))}
+		lb.block = append(lb.block, r...)
+		if len(lb.block) >= blockTarget && i < len(recs)-1 {
 			if err := end(); err != nil {
 				return nil, nil, err
 			}
-			zw.Reset(&buf)
 		}
 	}
-	write([]byte(`]}`))
+	lb.block = append(lb.block, `]}`...)
 	if err := end(); err != nil {
 		return nil, nil, err
 	}
-	return buf.Bytes(), lay, nil
+	if cap(lb.block) > 4*blockTarget {
+		lb.block = nil // a huge record's member: not worth keeping
+	}
+	data := lb.out.Bytes()
+	if lb.out.Cap() > maxKeptBuffer {
+		lb.out = bytes.Buffer{}
+	}
+	return data, lay, nil
 }
 
 type postKey struct {
@@ -139,11 +173,13 @@ type postKey struct {
 // buildIndexFile returns the index file of log file obj, whose records
 // are recs (metas: their metadata, nil to parse them) at layout in the
 // log file (nil: the records go into the index file).
-func buildIndexFile(obj string, recs [][]byte, metas []eventMeta, layout *logLayout) ([]byte, error) {
+func buildIndexFile(obj string, recs [][]byte, metas []memRecord, layout *logLayout) ([]byte, error) {
 	if metas == nil {
-		metas = make([]eventMeta, len(recs))
+		metas = make([]memRecord, len(recs))
 		for i, r := range recs {
-			metas[i], _ = metaOfJSON(r) // a record that does not parse is not indexed
+			if m, err := metaOfJSON(r); err == nil { // a record that does not parse is not indexed
+				metas[i] = m.record(r)
+			}
 		}
 	}
 	var self []byte
@@ -160,7 +196,7 @@ func buildIndexFile(obj string, recs [][]byte, metas []eventMeta, layout *logLay
 	}
 	ords := make([]int, 0, len(recs))
 	for i := range recs {
-		if metas[i].eventID != "" {
+		if metas[i].eid != "" {
 			ords = append(ords, i)
 		}
 	}
@@ -172,9 +208,9 @@ func buildIndexFile(obj string, recs [][]byte, metas []eventMeta, layout *logLay
 				return -1
 			}
 			return 1
-		case ma.eventID < mb.eventID:
+		case ma.eid < mb.eid:
 			return -1
-		case ma.eventID > mb.eventID:
+		case ma.eid > mb.eid:
 			return 1
 		}
 		return 0
@@ -185,7 +221,7 @@ func buildIndexFile(obj string, recs [][]byte, metas []eventMeta, layout *logLay
 	}
 	le := binary.LittleEndian
 	recTab := make([]byte, 0, recordEntry*len(ords))
-	var eids []byte
+	eids := make([]byte, 0, 36*len(ords)) // UUIDs, usually
 	hashes := make([]byte, 0, hashEntry*len(ords))
 	hashOrd := make([]struct {
 		h   uint64
@@ -194,6 +230,10 @@ func buildIndexFile(obj string, recs [][]byte, metas []eventMeta, layout *logLay
 	keyOf := map[memKey]int32{}
 	var keyVals []memKey
 	var lists [][]uint32
+	// The key of each place in the last record's attributes (its index in
+	// lists, plus one): records in a row mostly share their values, and a
+	// comparison costs less than a map lookup.
+	var last []int32
 	for ord, i := range ords {
 		m, loc := &metas[i], layout.locs[i]
 		recTab = le.AppendUint64(recTab, uint64(m.t))
@@ -201,16 +241,23 @@ func buildIndexFile(obj string, recs [][]byte, metas []eventMeta, layout *logLay
 		recTab = le.AppendUint32(recTab, loc.off)
 		recTab = le.AppendUint32(recTab, loc.n)
 		recTab = le.AppendUint32(recTab, uint32(len(eids)))
-		eids = append(eids, m.eventID...)
-		hashOrd[ord].h, hashOrd[ord].ord = eventIDHash(m.eventID), uint32(ord)
-		for _, a := range m.attrs {
-			k := memKey{uint8(attrCodes[a[0]]), a[1]}
-			j, ok := keyOf[k]
-			if !ok {
-				j = int32(len(lists))
-				keyOf[k] = j
-				keyVals = append(keyVals, k)
-				lists = append(lists, nil)
+		eids = append(eids, m.eid...)
+		hashOrd[ord].h, hashOrd[ord].ord = eventIDHash(m.eid), uint32(ord)
+		for p, k := range m.attrs {
+			if p == len(last) {
+				last = append(last, 0)
+			}
+			c := &last[p]
+			j := *c - 1
+			if j < 0 || keyVals[j] != k {
+				var ok bool
+				if j, ok = keyOf[k]; !ok {
+					j = int32(len(lists))
+					keyOf[k] = j
+					keyVals = append(keyVals, k)
+					lists = append(lists, nil)
+				}
+				*c = j + 1
 			}
 			if l := lists[j]; len(l) == 0 || l[len(l)-1] != uint32(ord) {
 				lists[j] = append(l, uint32(ord))
@@ -731,7 +778,7 @@ func (x *index) top(f *sealedFile, q indexQuery, code uint8, b bound) ([]indexRo
 				return true
 			}
 		default:
-			if !holds(rec, q.key, q.value) {
+			if !holds(rec, code, q.value) {
 				return true
 			}
 		}

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -52,7 +53,8 @@ import (
 // deleted. The SQLite index of earlier versions (state/index.db) is
 // deleted on start.
 
-// memKey is an attribute value: its code and the value itself.
+// memKey is a lookup attribute of a record: its code (attrCodes) and
+// its value.
 type memKey struct {
 	code uint8
 	v    string
@@ -72,7 +74,7 @@ type memRecord struct {
 	t     int64
 	eid   string
 	data  []byte
-	attrs [][2]string
+	attrs []memKey
 }
 
 // index is the LookupEvents index; see the comment above.
@@ -86,6 +88,9 @@ type index struct {
 	mem    []*memSegment   // oldest first
 	files  []*sealedFile   // newest (maxT) first
 	byUniq map[string]bool // uniques of sealed, to replace a file in place
+	// lastLen is the number of records of the segment enqueued last: the
+	// next one's capacity (only the committer uses it).
+	lastLen int
 
 	cache keyCache
 	blk   blockCache
@@ -198,12 +203,13 @@ func (x *index) enqueue(unique string, es []entry) {
 		x.mem = append(x.mem, m)
 	}
 	if m.recs == nil {
-		m.recs = make([]memRecord, 0, max(len(es), 1024))
+		m.recs = make([]memRecord, 0, max(len(es), 1024, x.lastLen))
 	}
 	for _, e := range es {
-		m.recs = append(m.recs, memRecord{t: e.meta.t, eid: e.meta.eventID, data: e.data, attrs: e.meta.attrs})
+		m.recs = append(m.recs, e.meta.record(e.data))
 		m.minT, m.maxT = min(m.minT, e.meta.t), max(m.maxT, e.meta.t)
 	}
+	x.lastLen = len(m.recs)
 }
 
 // backlog is the number of durable records not yet indexed: none, since
@@ -216,13 +222,11 @@ func (x *index) enqueue(unique string, es []entry) {
 // records stay indexed in memory (and the next start rebuilds the file).
 func (x *index) sealed(unique, obj string, recs [][]byte, layout *logLayout) error {
 	x.mu.RLock()
-	var metas []eventMeta
+	var metas []memRecord
 	for _, m := range x.mem {
 		if m.unique == unique && len(m.recs) == len(recs) {
-			metas = make([]eventMeta, len(recs))
-			for i, r := range m.recs[:len(recs)] {
-				metas[i] = eventMeta{t: r.t, eventID: r.eid, attrs: r.attrs}
-			}
+			// The committer only ever appends to them.
+			metas = m.recs[:len(recs):len(recs)]
 		}
 	}
 	x.mu.RUnlock()
@@ -237,7 +241,7 @@ func (x *index) sealed(unique, obj string, recs [][]byte, layout *logLayout) err
 
 // writeSealed writes the index file of log file obj (metas nil: parsed
 // from recs) and installs it.
-func (x *index) writeSealed(unique, obj string, recs [][]byte, metas []eventMeta, layout *logLayout) error {
+func (x *index) writeSealed(unique, obj string, recs [][]byte, metas []memRecord, layout *logLayout) error {
 	data, err := buildIndexFile(obj, recs, metas, layout)
 	if err != nil {
 		return err
@@ -412,6 +416,7 @@ func (x *index) query(q indexQuery) ([]indexRow, error) {
 
 // top returns the newest q.limit matching records of m below b.
 func (m *memSegment) top(q indexQuery, b bound) []indexRow {
+	code := uint8(attrCodes[q.key])
 	var page []indexRow
 	for i := len(m.recs) - 1; i >= 0; i-- {
 		r := &m.recs[i]
@@ -421,7 +426,7 @@ func (m *memSegment) top(q indexQuery, b bound) []indexRow {
 		if len(page) == q.limit && (r.t < page[q.limit-1].t || r.t == page[q.limit-1].t && r.eid < page[q.limit-1].eid) {
 			continue
 		}
-		if !r.holds(q.key, q.value) {
+		if !r.holds(q.key, code, q.value) {
 			continue
 		}
 		row := indexRow{t: r.t, eid: r.eid, record: r.data}
@@ -440,19 +445,15 @@ func (m *memSegment) top(q indexQuery, b bound) []indexRow {
 	return page
 }
 
-func (r *memRecord) holds(key, value string) bool {
+// holds reports whether r has the lookup attribute key (of code) = value.
+func (r *memRecord) holds(key string, code uint8, value string) bool {
 	switch key {
 	case "":
 		return true
 	case AttrEventID:
 		return r.eid == value
 	}
-	for _, a := range r.attrs {
-		if a[1] == value && a[0] == key {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(r.attrs, memKey{code, value})
 }
 
 // Lookup attribute keys (LookupAttributeKey) and their codes in attrs.
@@ -468,21 +469,35 @@ const (
 )
 
 var attrCodes = map[string]int{
-	AttrEventName: 1, AttrReadOnly: 2, AttrUsername: 3, AttrResourceType: 4,
-	AttrResourceName: 5, AttrEventSource: 6, AttrAccessKeyID: 7,
+	AttrEventName: codeEventName, AttrReadOnly: codeReadOnly, AttrUsername: codeUsername, AttrResourceType: codeResourceType,
+	AttrResourceName: codeResourceName, AttrEventSource: codeEventSource, AttrAccessKeyID: codeAccessKeyID,
 }
+
+// The attributes' codes, as index files store them.
+const (
+	codeEventName = 1 + iota
+	codeReadOnly
+	codeUsername
+	codeResourceType
+	codeResourceName
+	codeEventSource
+	codeAccessKeyID
+)
 
 // eventMeta is what the index keeps of a record besides its JSON.
 type eventMeta struct {
 	t         int64
 	eventTime string // as recorded, "" when it does not parse
 	eventID   string
-	attrs     [][2]string // (key, value), without duplicates
+	attrs     []memKey // without duplicates
 	name      string
 	source    string
 	errorCode string
 }
 
+// metaOf returns what the index keeps of ev. Every request computes it:
+// its lookup attributes are built on the stack, and shared with the
+// previous record's when they are the same (records in a row mostly are).
 func metaOf(ev *Event) eventMeta {
 	m := eventMeta{eventID: ev.EventID, name: ev.EventName, source: ev.EventSource, errorCode: ev.ErrorCode}
 	if c := lastEventTime.Load(); c != nil && c.s == ev.EventTime {
@@ -493,36 +508,54 @@ func metaOf(ev *Event) eventMeta {
 	} else {
 		m.t = t.Unix()
 	}
-	add := func(k, v string) {
-		if v == "" {
-			return
+	var buf [16]memKey
+	attrs := buf[:0]
+	add := func(code uint8, v string) {
+		if v != "" {
+			attrs = append(attrs, memKey{code, v})
 		}
-		for _, a := range m.attrs {
-			if a[0] == k && a[1] == v {
-				return
-			}
-		}
-		m.attrs = append(m.attrs, [2]string{k, v})
 	}
-	add(AttrEventName, ev.EventName)
+	// One value each: no duplicates.
+	add(codeEventName, ev.EventName)
 	if ev.ReadOnly {
-		add(AttrReadOnly, "true")
+		add(codeReadOnly, "true")
 	} else {
-		add(AttrReadOnly, "false")
+		add(codeReadOnly, "false")
 	}
-	add(AttrUsername, lookupUsername(&ev.UserIdentity))
-	add(AttrEventSource, ev.EventSource)
-	add(AttrAccessKeyID, ev.UserIdentity.AccessKeyID)
+	add(codeUsername, lookupUsername(&ev.UserIdentity))
+	add(codeEventSource, ev.EventSource)
+	add(codeAccessKeyID, ev.UserIdentity.AccessKeyID)
+	single := len(attrs)
+	addResource := func(code uint8, v string) {
+		if !slices.Contains(attrs[single:], memKey{code, v}) {
+			add(code, v)
+		}
+	}
 	for _, r := range ev.Resources {
 		typ, name := ResourceTypeAndName(r.ARN)
 		if r.Type != "" {
 			typ = r.Type
 		}
-		add(AttrResourceType, typ)
-		add(AttrResourceName, name)
-		add(AttrResourceName, r.ARN)
+		addResource(codeResourceType, typ)
+		addResource(codeResourceName, name)
+		addResource(codeResourceName, r.ARN)
+	}
+	if last := lastAttrs.Load(); last != nil && slices.Equal(*last, attrs) {
+		m.attrs = *last
+	} else {
+		shared := slices.Clip(slices.Clone(attrs)) // never appended to in place
+		lastAttrs.Store(&shared)
+		m.attrs = shared
 	}
 	return m
+}
+
+// lastAttrs are the attributes metaOf returned last (read only).
+var lastAttrs atomic.Pointer[[]memKey]
+
+// record is the index's in-memory entry of the record data m describes.
+func (m *eventMeta) record(data []byte) memRecord {
+	return memRecord{t: m.t, eid: m.eventID, data: data, attrs: m.attrs}
 }
 
 func metaOfJSON(data []byte) (eventMeta, error) {
@@ -571,18 +604,14 @@ func attrHash(v string) int64 {
 	return int64(binary.BigEndian.Uint64(sum[:8]))
 }
 
-// holds reports whether the record has the lookup attribute key = value.
-func holds(record []byte, key, value string) bool {
+// holds reports whether the record has the lookup attribute of code =
+// value.
+func holds(record []byte, code uint8, value string) bool {
 	m, err := metaOfJSON(record)
 	if err != nil {
 		return false
 	}
-	for _, a := range m.attrs {
-		if a[0] == key && a[1] == value {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(m.attrs, memKey{code, value})
 }
 
 func cmpInt(a, b int64) int {

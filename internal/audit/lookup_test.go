@@ -147,7 +147,7 @@ func TestLookupSkipsHashCollisions(t *testing.T) {
 	}
 	// Every record also claims, by hash, to be a PutImage event.
 	forgeIndexFiles(t, s, func(m *eventMeta) {
-		m.attrs = append(m.attrs, [2]string{AttrEventName, "PutImage"})
+		m.attrs = append(m.attrs, memKey{codeEventName, "PutImage"})
 	})
 	var n int
 	in := LookupInput{AttributeKey: AttrEventName, AttributeValue: "PutImage", MaxResults: 7}
@@ -192,13 +192,15 @@ func forgeIndexFiles(t *testing.T, s *Store, forge func(*eventMeta)) {
 			t.Fatal(err)
 		}
 		raw := make([][]byte, len(recs))
-		metas := make([]eventMeta, len(recs))
+		metas := make([]memRecord, len(recs))
 		for i, r := range recs {
 			raw[i] = r
-			if metas[i], err = metaOfJSON(r); err != nil {
+			m, err := metaOfJSON(r)
+			if err != nil {
 				t.Fatal(err)
 			}
-			forge(&metas[i])
+			forge(&m)
+			metas[i] = m.record(r)
 		}
 		if err := s.idx.writeSealed(f.unique, f.object, raw, metas, nil); err != nil {
 			t.Fatal(err)

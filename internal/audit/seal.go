@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -45,6 +46,8 @@ type sealer struct {
 	head     headState
 	crashed  bool // the head digest is not a final one
 	lastWarn time.Time
+	segs     segmentReader
+	logs     logFileBuilder
 }
 
 type sealJob struct {
@@ -269,7 +272,7 @@ func (sl *sealer) sealQueued() {
 // seal turns one segment into a log file, idempotently.
 func (sl *sealer) seal(j sealJob, recovering bool) error {
 	s := sl.s
-	hdr, recs, _, err := readSegment(j.path, j.limit)
+	hdr, recs, _, err := sl.segs.read(j.path, j.limit)
 	if errors.Is(err, errBadSegment) || (err == nil && len(recs) == 0) {
 		// A segment that never got a record (or a header): nothing was
 		// acknowledged from it.
@@ -293,7 +296,7 @@ func (sl *sealer) seal(j sealJob, recovering bool) error {
 			return err
 		}
 		sl.intents[hdr.Unique] = obj
-		data, layout, err = buildLogFileBlocks(recs)
+		data, layout, err = sl.logs.build(recs)
 		if err != nil {
 			return err
 		}
@@ -325,6 +328,57 @@ func (sl *sealer) seal(j sealJob, recovering bool) error {
 	}
 	delete(sl.intents, hdr.Unique)
 	return removeSync(j.path)
+}
+
+// segmentReader reads the segments the sealer seals into one buffer, kept
+// from one segment to the next: a segment of FileMaxEvents records is
+// megabytes, and reading each into a new buffer (readSegment's
+// io.ReadAll, growing it) cost the sealer more than compressing it.
+type segmentReader struct {
+	buf []byte
+}
+
+// maxKeptBuffer is the largest buffer the sealer keeps from one segment
+// to the next (segmentReader's, logFileBuilder's).
+const maxKeptBuffer = 64 << 20
+
+// read returns the header of segment p and the records of its
+// valid prefix (at most limit bytes when limit > 0), and the prefix's
+// length. The records are valid until the next read.
+func (r *segmentReader) read(p string, limit int64) (segHeader, [][]byte, int64, error) {
+	var hdr segHeader
+	f, err := os.Open(p)
+	if err != nil {
+		return hdr, nil, 0, err
+	}
+	defer f.Close()
+	n := limit
+	if n <= 0 {
+		fi, err := f.Stat()
+		if err != nil {
+			return hdr, nil, 0, err
+		}
+		n = fi.Size()
+	}
+	buf := r.buf
+	if int64(cap(buf)) < n {
+		buf = make([]byte, n)
+	}
+	if n <= maxKeptBuffer {
+		r.buf = buf
+	}
+	got, err := io.ReadFull(f, buf[:n])
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return hdr, nil, 0, err
+	}
+	frames, valid := parseFrames(buf[:got])
+	if len(frames) == 0 {
+		return hdr, nil, int64(valid), errBadSegment
+	}
+	if err := json.Unmarshal(frames[0], &hdr); err != nil || hdr.Format != segmentFormat {
+		return hdr, nil, int64(valid), errBadSegment
+	}
+	return hdr, frames[1:], int64(valid), nil
 }
 
 // buildLogFile is a CloudTrail log file: gzip of {"Records":[...]}, at

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -143,28 +142,8 @@ func (s *segment) close() error { return s.f.Close() }
 // valid prefix (at most limit bytes when limit > 0), and the prefix's
 // length.
 func readSegment(p string, limit int64) (segHeader, [][]byte, int64, error) {
-	var hdr segHeader
-	f, err := os.Open(p)
-	if err != nil {
-		return hdr, nil, 0, err
-	}
-	defer f.Close()
-	var r io.Reader = f
-	if limit > 0 {
-		r = io.LimitReader(f, limit)
-	}
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return hdr, nil, 0, err
-	}
-	frames, valid := parseFrames(data)
-	if len(frames) == 0 {
-		return hdr, nil, int64(valid), errBadSegment
-	}
-	if err := json.Unmarshal(frames[0], &hdr); err != nil || hdr.Format != segmentFormat {
-		return hdr, nil, int64(valid), errBadSegment
-	}
-	return hdr, frames[1:], int64(valid), nil
+	var r segmentReader
+	return r.read(p, limit)
 }
 
 var errBadSegment = errors.New("audit: segment has no valid header")

@@ -93,7 +93,7 @@ func TestAuditTrailEndToEnd(t *testing.T) {
 	} else {
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		for _, m := range []string{"coffer_audit_records_total ", "coffer_audit_commits_total ", "coffer_audit_shared_backlog "} {
+		for _, m := range []string{"coffer_audit_records_total ", "coffer_audit_commits_total ", "coffer_audit_commit_seconds_total ", "coffer_audit_shared_backlog "} {
 			if !bytes.Contains(body, []byte("\n"+m)) {
 				t.Errorf("/metrics lacks %s", m)
 			}

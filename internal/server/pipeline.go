@@ -9,12 +9,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -100,7 +104,8 @@ func newPipeline(cfg pipelineConfig) *pipeline {
 	p.metrics.MustRegister(p.requests, p.duration, p.bytesOut, p.inflight, p.auditFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if st, ok := cfg.Audit.(interface{ Stats() audit.Stats }); ok {
-		// Group commit at work: records per commit = records / commits.
+		// Group commit at work: records per commit = records / commits,
+		// and the sync latency = commit seconds / commits.
 		p.metrics.MustRegister(
 			prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Name: "coffer_audit_records_total", Help: "Audit records made durable.",
@@ -108,6 +113,9 @@ func newPipeline(cfg pipelineConfig) *pipeline {
 			prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Name: "coffer_audit_commits_total", Help: "Audit group commits (one write and one fsync each).",
 			}, func() float64 { return float64(st.Stats().Commits) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "coffer_audit_commit_seconds_total", Help: "Time the audit group commits took, write to fsync's return: divided by the commits, the disk's sync latency.",
+			}, func() float64 { return st.Stats().CommitTime.Seconds() }),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "coffer_audit_shared_backlog", Help: "Sealed audit log files waiting to be published to the replicas' shared trail.",
 			}, func() float64 { return float64(st.Stats().SharedBacklog) }))
@@ -162,6 +170,7 @@ func (p *pipeline) wrap(door string, m mount) http.Handler {
 			http.Error(w, msg, http.StatusForbidden)
 		}
 	}
+	metrics := newDoorMetrics(p, door)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		info := &auth.Info{
@@ -255,14 +264,14 @@ func (p *pipeline) wrap(door string, m mount) http.Handler {
 				status = 499
 			}
 			elapsed := time.Since(start)
-			p.requests.WithLabelValues(door, r.Method, strconv.Itoa(status)).Inc()
-			p.duration.WithLabelValues(door, r.Method).Observe(elapsed.Seconds())
-			p.bytesOut.WithLabelValues(door).Add(float64(rec.bytes))
-			p.cfg.Log.LogAttrs(ctx, slog.LevelInfo, "request",
-				slog.String("request_id", info.RequestID), slog.String("method", r.Method),
-				slog.String("path", r.URL.Path), slog.Int("status", status),
-				slog.Int64("bytes_out", rec.bytes), slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
-				slog.String("source_ip", info.SourceIP.String()), slog.String("user_agent", info.UserAgent))
+			metrics.observe(r.Method, status, elapsed, rec.bytes)
+			if p.cfg.Log.Enabled(ctx, slog.LevelInfo) {
+				p.cfg.Log.LogAttrs(ctx, slog.LevelInfo, "request",
+					slog.String("request_id", info.RequestID), slog.String("method", r.Method),
+					slog.String("path", r.URL.Path), slog.Int("status", status),
+					slog.Int64("bytes_out", rec.bytes), slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
+					slog.String("source_ip", info.SourceIP.String()), slog.String("user_agent", info.UserAgent))
+			}
 			if v == http.ErrAbortHandler {
 				panic(v)
 			}
@@ -284,6 +293,78 @@ func (p *pipeline) wrap(door string, m mount) http.Handler {
 		}
 		next.ServeHTTP(rec, r)
 	})
+}
+
+// doorMetrics are a door's series of the request metrics. Finding a
+// series by its labels costs more than updating it, so each is found once:
+// the door's, and for the usual methods the method's and each status
+// code's; other methods are looked up on every request.
+type doorMetrics struct {
+	p        *pipeline
+	door     string
+	bytesOut prometheus.Counter
+	methods  [len(usualMethods)]methodMetrics
+}
+
+var usualMethods = [...]string{http.MethodGet, http.MethodHead, http.MethodPut, http.MethodPost, http.MethodPatch, http.MethodDelete}
+
+// methodMetrics are the series of one door and method, made on first use
+// (a series appears in /metrics once it is used) and copied on write:
+// status codes are few.
+type methodMetrics struct {
+	mu     sync.Mutex // held to add a series
+	series atomic.Pointer[methodSeries]
+}
+
+type methodSeries struct {
+	duration prometheus.Observer
+	requests map[int]prometheus.Counter // by status code
+}
+
+func newDoorMetrics(p *pipeline, door string) *doorMetrics {
+	return &doorMetrics{p: p, door: door, bytesOut: p.bytesOut.WithLabelValues(door)}
+}
+
+// observe counts a request of the door.
+func (d *doorMetrics) observe(method string, status int, elapsed time.Duration, bytes int64) {
+	d.bytesOut.Add(float64(bytes))
+	i := slices.Index(usualMethods[:], method)
+	if i < 0 {
+		d.p.requests.WithLabelValues(d.door, method, strconv.Itoa(status)).Inc()
+		d.p.duration.WithLabelValues(d.door, method).Observe(elapsed.Seconds())
+		return
+	}
+	m := &d.methods[i]
+	s := m.series.Load()
+	var requests prometheus.Counter
+	if s != nil {
+		requests = s.requests[status]
+	}
+	if requests == nil {
+		s, requests = m.add(d, method, status)
+	}
+	requests.Inc()
+	s.duration.Observe(elapsed.Seconds())
+}
+
+// add makes the series of status (and of the method, on first use).
+func (m *methodMetrics) add(d *doorMetrics, method string, status int) (*methodSeries, prometheus.Counter) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	next := &methodSeries{requests: map[int]prometheus.Counter{}}
+	if s := m.series.Load(); s != nil {
+		next.duration = s.duration
+		maps.Copy(next.requests, s.requests)
+	} else {
+		next.duration = d.p.duration.WithLabelValues(d.door, method)
+	}
+	c, ok := next.requests[status]
+	if !ok {
+		c = d.p.requests.WithLabelValues(d.door, method, strconv.Itoa(status))
+		next.requests[status] = c
+	}
+	m.series.Store(next)
+	return next, c
 }
 
 func newRequestID() string {

@@ -1,0 +1,51 @@
+package audit
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+)
+
+// TestSegmentReaderReused: the sealer's segmentReader, its buffer kept
+// from one segment to the next, reads each as readSegment does: a torn
+// last frame, a preallocated tail and a limit end the records.
+func TestSegmentReaderReused(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	segment := func(name string, n int, tail []byte) string {
+		h, _ := json.Marshal(segHeader{Format: segmentFormat, Unique: newUnique(), Created: benchStart})
+		data := appendFrame(nil, h)
+		for i := range n {
+			data = appendFrame(data, benchEntry(i).data)
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, append(data, tail...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	big := segment("big.wal", 200, nil)
+	torn := segment("torn.wal", 7, appendFrame(nil, []byte(`{"torn":true}`))[:12])
+	prealloc := segment("prealloc.wal", 3, make([]byte, 4096))
+	fi, err := os.Stat(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r segmentReader
+	for _, c := range []struct {
+		p     string
+		limit int64
+	}{{big, 0}, {torn, 0}, {big, fi.Size() - 10}, {prealloc, 0}, {big, fi.Size()}, {torn, 100}} {
+		wantHdr, wantRecs, wantValid, wantErr := readSegment(c.p, c.limit)
+		hdr, recs, valid, err := r.read(c.p, c.limit)
+		if hdr != wantHdr || !reflect.DeepEqual(recs, wantRecs) || valid != wantValid || err != wantErr {
+			t.Fatalf("%s (limit %d): %d records, valid %d, %v; readSegment: %d, %d, %v",
+				filepath.Base(c.p), c.limit, len(recs), valid, err, len(wantRecs), wantValid, wantErr)
+		}
+	}
+	if _, _, _, err := r.read(filepath.Join(dir, "missing.wal"), 0); !os.IsNotExist(err) {
+		t.Fatalf("a missing segment: %v", err)
+	}
+}
