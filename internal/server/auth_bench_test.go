@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -51,15 +50,7 @@ func BenchmarkManifestHEADAuth(b *testing.B) {
 func BenchmarkManifestHEADAuthHandler(b *testing.B) {
 	cfg := endpointTestConfig(b)
 	cfg.InsecureAllowAnonymous = true
-	app, err := Open(context.Background(), cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := httptest.NewServer(app.Handler())
-	b.Cleanup(func() {
-		srv.Close()
-		app.Close()
-	})
+	srv, app := startApp(b, cfg, slog.New(slog.DiscardHandler))
 	id, secret := createUser(b, app, "ci", "AmazonEC2ContainerRegistryPowerUser")
 	tok := loginToken(b, ecrClient(srv, id, secret, nil))
 	admin := loginToken(b, ecrClient(srv, adminID, adminSecret, nil))

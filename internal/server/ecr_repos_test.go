@@ -840,16 +840,7 @@ func newReposServer(t *testing.T) (*httptest.Server, *App) {
 	cfg.DataDir = t.TempDir()
 	cfg.CreateOnPush = false
 	cfg.AdminAccessKeyID, cfg.AdminSecretAccessKey = adminID, adminSecret
-	app, err := Open(context.Background(), cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatalf("open: %v", err)
-	}
-	srv := httptest.NewServer(app.Handler())
-	t.Cleanup(func() {
-		srv.Close()
-		app.Close()
-	})
-	return srv, app
+	return startApp(t, cfg, slog.New(slog.DiscardHandler))
 }
 
 // TestECRCreateRepositoryThenPush: without create-on-push, a push to a

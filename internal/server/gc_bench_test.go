@@ -56,15 +56,7 @@ func newGCBenchEnv(b *testing.B) *gcBenchEnv {
 	cfg.CreateOnPush = true
 	cfg.InsecureAllowAnonymous = true
 	cfg.AdminAccessKeyID, cfg.AdminSecretAccessKey = adminID, adminSecret
-	app, err := Open(context.Background(), cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := httptest.NewServer(app.Handler())
-	b.Cleanup(func() {
-		srv.Close()
-		app.Close()
-	})
+	srv, app := startApp(b, cfg, slog.New(slog.DiscardHandler))
 	db, err := sql.Open("sqlite", "file:"+SQLitePath(cfg)+"?_pragma=busy_timeout(10000)")
 	if err != nil {
 		b.Fatal(err)

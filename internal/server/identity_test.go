@@ -40,16 +40,7 @@ func newAuthServer(t testing.TB) (*httptest.Server, *App) {
 	cfg.DataDir = t.TempDir()
 	cfg.CreateOnPush = true
 	cfg.AdminAccessKeyID, cfg.AdminSecretAccessKey = adminID, adminSecret
-	app, err := Open(context.Background(), cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatalf("open: %v", err)
-	}
-	srv := httptest.NewServer(app.Handler())
-	t.Cleanup(func() {
-		srv.Close()
-		app.Close()
-	})
-	return srv, app
+	return startApp(t, cfg, slog.New(slog.DiscardHandler))
 }
 
 func ecrClient(srv *httptest.Server, id, secret string, hc *http.Client) *ecr.Client {

@@ -42,16 +42,7 @@ func regionalServer(t *testing.T, region string) (*httptest.Server, *App) {
 	cfg.DataDir = t.TempDir()
 	cfg.Region = region
 	cfg.AdminAccessKeyID, cfg.AdminSecretAccessKey = adminID, adminSecret
-	app, err := Open(context.Background(), cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatalf("open: %v", err)
-	}
-	srv := httptest.NewServer(app.Handler())
-	t.Cleanup(func() {
-		srv.Close()
-		app.Close()
-	})
-	return srv, app
+	return startApp(t, cfg, slog.New(slog.DiscardHandler))
 }
 
 func regionalECR(srv *httptest.Server, region, id, secret string) *ecr.Client {

@@ -35,12 +35,19 @@ func newTestServer(t *testing.T, mutate func(*config.Config)) (*httptest.Server,
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	return startApp(t, cfg, log)
+}
+
+// startApp opens a Coffer on cfg and serves it on a loopback test server;
+// both close when the test ends.
+func startApp(tb testing.TB, cfg config.Config, log *slog.Logger) (*httptest.Server, *App) {
+	tb.Helper()
 	app, err := Open(context.Background(), cfg, log)
 	if err != nil {
-		t.Fatalf("open: %v", err)
+		tb.Fatalf("open: %v", err)
 	}
 	srv := httptest.NewServer(app.Handler())
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		srv.Close()
 		app.Close()
 	})
