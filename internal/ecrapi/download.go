@@ -140,6 +140,15 @@ func (h *Handler) layerDownload(w http.ResponseWriter, r *http.Request, info *au
 		info.Principal.Expires = timeUnix(p.Expires)
 	}
 	ctx := r.Context()
+	if h.cfg.PrincipalExists != nil {
+		ok, err := h.cfg.PrincipalExists(ctx, info.Principal)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return denied("The principal that requested this URL no longer exists: " + info.Principal.ARN)
+		}
+	}
 	if err := h.cfg.Authz.Authorize(ctx, info, "ecr:GetDownloadUrlForLayer", arn); err != nil {
 		var de *auth.DeniedError
 		if errors.As(err, &de) {

@@ -11,6 +11,7 @@ package ecrapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,6 +43,10 @@ type Config struct {
 	// Presign signs layer download URLs (GetDownloadUrlForLayer); without
 	// it that operation answers UnsupportedOperationException.
 	Presign *presign.Key
+	// PrincipalExists reports whether the principal a presigned URL names
+	// still exists (iam.Service.Exists): a URL outlives a deleted user or
+	// role. Nil: every principal exists.
+	PrincipalExists func(context.Context, auth.Principal) (bool, error)
 	// KMS is the KMS of KMS-encrypted repositories (CreateRepository's
 	// DescribeKey and CreateGrant, DeleteRepository's RetireGrant); without
 	// it the KMS encryption types are refused.

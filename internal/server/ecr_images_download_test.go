@@ -201,6 +201,41 @@ func TestECRLayerDownloadURL(t *testing.T) {
 		refused(t, "download after revocation", link, "AccessDenied", "is not authorized to perform: ecr:GetDownloadUrlForLayer")
 	})
 
+	t.Run("principal deleted after issue", func(t *testing.T) {
+		// A repository policy still names the user, but the URL's
+		// principal is gone: refused, whatever the policies say.
+		id, secret := createUser(t, e.app, "leaver", "AmazonEC2ContainerRegistryReadOnly")
+		link, err := getURL(ecrClient(e.srv, id, secret, nil), layer.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := e.app.iam.GetUser(ctx, "leaver")
+		if err != nil {
+			t.Fatal(err)
+		}
+		allow := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"` + u.ARN + `"},"Action":"ecr:GetDownloadUrlForLayer"}]}`
+		admin := ecrClient(e.srv, adminID, adminSecret, nil)
+		if _, err := admin.SetRepositoryPolicy(ctx, &ecr.SetRepositoryPolicyInput{RepositoryName: aws.String(repo), PolicyText: aws.String(allow)}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			admin.DeleteRepositoryPolicy(ctx, &ecr.DeleteRepositoryPolicyInput{RepositoryName: aws.String(repo)})
+		})
+		if err := e.app.iam.DetachPolicy(ctx, iam.UserEntity(), "leaver", "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly"); err != nil {
+			t.Fatal(err)
+		}
+		if status, _, _ := fetch(t, nil, "GET", link); status != 200 {
+			t.Fatalf("download through the repository policy = %d", status)
+		}
+		if err := e.app.iam.DeleteAccessKey(ctx, "leaver", id); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.app.iam.DeleteUser(ctx, "leaver"); err != nil {
+			t.Fatal(err)
+		}
+		refused(t, "download after the user's deletion", link, "AccessDenied", "no longer exists")
+	})
+
 	t.Run("the downloader's own context decides", func(t *testing.T) {
 		id, secret := createUser(t, e.app, "onlyhere", "AmazonEC2ContainerRegistryReadOnly")
 		deny := `{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"ecr:*","Resource":"*",

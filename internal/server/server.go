@@ -278,7 +278,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error
 	if err != nil {
 		return nil, err
 	}
-	ecrH, err := ecrapi.New(ecrapi.Config{Registry: reg, Authz: decider, Tokens: tokens, Presign: presigner, KMS: kmsSvc,
+	ecrH, err := ecrapi.New(ecrapi.Config{Registry: reg, Authz: decider, Tokens: tokens, Presign: presigner, PrincipalExists: idsvc.Exists, KMS: kmsSvc,
 		DownloadBase: downloadBase(eps), Log: log})
 	if err != nil {
 		return nil, err
