@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cofferhq/coffer/internal/loop"
 	"github.com/cofferhq/coffer/internal/storage"
 )
 
@@ -284,18 +285,11 @@ func (s *Store) RunSharedDigests(ctx context.Context) {
 	if s.cfg.Shared == nil {
 		return
 	}
-	t := time.NewTicker(s.cfg.DigestInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	loop.Every(ctx, s.cfg.DigestInterval, func(ctx context.Context) {
 		if err := s.SharedDigest(ctx, false); err != nil && ctx.Err() == nil {
 			s.log.Error("audit: writing the shared trail's digest failed; the next one will cover its files", "error", err)
 		}
-	}
+	})
 }
 
 // Shared reports whether the trail is part of a shared trail.

@@ -52,6 +52,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/cofferhq/coffer/internal/loop"
 	"github.com/cofferhq/coffer/internal/metadata"
 	"github.com/cofferhq/coffer/internal/storage"
 )
@@ -361,24 +362,17 @@ func (c *Collector) Orphans(ctx context.Context, dryRun bool) (Report, error) {
 // Loop runs a collection every interval until ctx ends; the server starts
 // it in a goroutine.
 func (c *Collector) Loop(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	loop.Every(ctx, interval, func(ctx context.Context) {
 		rep, err := c.Run(ctx, false)
 		if err != nil {
 			if ctx.Err() == nil {
 				c.cfg.Log.WarnContext(ctx, "gc run", "error", err)
 			}
-			continue
+			return
 		}
 		if len(rep.Items) > 0 || len(rep.Errors) > 0 {
 			c.cfg.Log.InfoContext(ctx, "gc run", "links", rep.Links, "link_bytes", rep.LinkBytes, "blobs", rep.Blobs, "uploads", rep.Uploads, "orphans", rep.Orphans,
 				"bytes", rep.Bytes, "errors", len(rep.Errors))
 		}
-	}
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cofferhq/coffer/internal/loop"
 	"github.com/cofferhq/coffer/internal/metadata"
 	"github.com/cofferhq/coffer/internal/policy"
 )
@@ -383,16 +384,9 @@ func (s *Service) Sweep(ctx context.Context) (deleted, rotated int, err error) {
 
 // Run calls Sweep every interval until ctx is done.
 func (s *Service) Run(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if _, _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
-				s.log.ErrorContext(ctx, "kms sweep failed", "error", err)
-			}
+	loop.Every(ctx, every, func(ctx context.Context) {
+		if _, _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
+			s.log.ErrorContext(ctx, "kms sweep failed", "error", err)
 		}
-	}
+	})
 }

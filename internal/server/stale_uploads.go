@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/cofferhq/coffer/internal/loop"
 	"github.com/cofferhq/coffer/internal/storage"
 )
 
@@ -41,16 +42,8 @@ func newStaleUploads(d storage.Driver, olderThan time.Duration, log *slog.Logger
 // loop runs once at once (a leadership term may be shorter than the
 // interval) and then every s.every until ctx ends.
 func (s *staleUploads) loop(ctx context.Context) {
-	t := time.NewTicker(s.every)
-	defer t.Stop()
-	for {
-		s.run(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	s.run(ctx)
+	loop.Every(ctx, s.every, s.run)
 }
 
 // run aborts once; a failure is logged, never fatal: the next run

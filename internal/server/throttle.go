@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/internal/auth"
+	"github.com/cofferhq/coffer/internal/loop"
 	"github.com/cofferhq/coffer/internal/metadata/postgres"
 )
 
@@ -103,14 +104,7 @@ func (r *replicas) sweepFailures(ctx context.Context) {
 	if r.pg == nil {
 		return
 	}
-	t := time.NewTicker(sweepFailuresEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	loop.Every(ctx, sweepFailuresEvery, func(ctx context.Context) {
 		n, err := r.pg.DeleteAuthFailures(ctx, sweepFailuresAfter)
 		switch {
 		case err != nil && ctx.Err() == nil:
@@ -118,5 +112,5 @@ func (r *replicas) sweepFailures(ctx context.Context) {
 		case n > 0:
 			r.log.Debug("deleted old authentication failure counts", "rows", n)
 		}
-	}
+	})
 }

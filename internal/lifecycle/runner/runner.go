@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/internal/lifecycle"
+	"github.com/cofferhq/coffer/internal/loop"
 	"github.com/cofferhq/coffer/internal/metadata"
 	"github.com/cofferhq/coffer/internal/storage"
 )
@@ -261,14 +262,7 @@ func (r *Runner) RunAll(ctx context.Context, dryRun bool) ([]Report, error) {
 // Loop runs RunAll every interval until ctx ends. The server starts it in
 // a goroutine.
 func (r *Runner) Loop(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	loop.Every(ctx, interval, func(ctx context.Context) {
 		reps, err := r.RunAll(ctx, false)
 		if err != nil && ctx.Err() == nil {
 			r.cfg.Log.WarnContext(ctx, "lifecycle run", "error", err)
@@ -278,5 +272,5 @@ func (r *Runner) Loop(ctx context.Context, interval time.Duration) {
 				r.cfg.Log.WarnContext(ctx, "lifecycle run", "repository", rep.Repository, "error", rep.Err)
 			}
 		}
-	}
+	})
 }
