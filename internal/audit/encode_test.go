@@ -39,18 +39,23 @@ func sampleEvents() []*Event {
 
 func TestAppendEventMatchesEncodingJSON(t *testing.T) {
 	for i, ev := range sampleEvents() {
-		want, err := json.Marshal(ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := appendEvent(nil, ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
+		if got, want := bothEncodings(t, ev); !bytes.Equal(got, want) {
 			t.Errorf("event %d:\n got %s\nwant %s", i, got, want)
 		}
 	}
+}
+
+// bothEncodings returns ev as appendEvent and as encoding/json write it.
+func bothEncodings(t *testing.T, ev *Event) (got, want []byte) {
+	t.Helper()
+	want, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err = appendEvent(nil, ev); err != nil {
+		t.Fatal(err)
+	}
+	return got, want
 }
 
 // FuzzAppendEvent holds appendEvent byte for byte equal to json.Marshal
@@ -73,15 +78,7 @@ func FuzzAppendEvent(f *testing.F) {
 		if tls {
 			ev.TLSDetails = &TLSDetails{TLSVersion: weird, ClientProvidedHostHeader: user}
 		}
-		want, err := json.Marshal(ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := appendEvent(nil, ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
+		if got, want := bothEncodings(t, ev); !bytes.Equal(got, want) {
 			t.Fatalf("\n got %s\nwant %s", got, want)
 		}
 	})

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/binary"
@@ -168,7 +169,7 @@ func (x *index) load(dir string, tr trail) error {
 		events += len(recs)
 	}
 	x.mu.Lock()
-	slices.SortStableFunc(x.files, func(a, b *sealedFile) int { return cmpInt(b.hdr.MaxT, a.hdr.MaxT) })
+	slices.SortStableFunc(x.files, func(a, b *sealedFile) int { return cmp.Compare(b.hdr.MaxT, a.hdr.MaxT) })
 	x.mu.Unlock()
 	for u := range have {
 		// Its log file is gone (retention interrupted, or removed).
@@ -273,7 +274,7 @@ func (x *index) install(f *sealedFile) {
 		})
 	}
 	x.byUniq[f.unique] = true
-	i, _ := slices.BinarySearchFunc(x.files, f, func(a, b *sealedFile) int { return cmpInt(b.hdr.MaxT, a.hdr.MaxT) })
+	i, _ := slices.BinarySearchFunc(x.files, f, func(a, b *sealedFile) int { return cmp.Compare(b.hdr.MaxT, a.hdr.MaxT) })
 	x.files = slices.Insert(x.files, i, f)
 }
 
@@ -612,14 +613,4 @@ func holds(record []byte, code uint8, value string) bool {
 		return false
 	}
 	return slices.Contains(m.attrs, memKey{code, value})
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -25,9 +25,30 @@ type indexFixture struct {
 func newIndexFixture(t *testing.T, dir string, n int) *indexFixture {
 	t.Helper()
 	f := &indexFixture{dir: dir, base: time.Date(2026, 3, 14, 0, 0, 0, 0, time.UTC)}
-	f.s = newTestStore(t, dir, func(c *Config) { c.FileMaxEvents = 50 })
+	f.open(t)
 	f.add(t, 0, n)
 	return f
+}
+
+// open opens the fixture's trail (again), 50 records a log file.
+func (f *indexFixture) open(t *testing.T) {
+	t.Helper()
+	f.s = newTestStore(t, f.dir, func(c *Config) { c.FileMaxEvents = 50 })
+}
+
+// closedIndexFixture is a fixture of 230 records (5 log files), closed,
+// and its index files, which it checks are 5.
+func closedIndexFixture(t *testing.T) (*indexFixture, []string) {
+	t.Helper()
+	f := newIndexFixture(t, t.TempDir(), 230)
+	if err := f.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	idx := indexFiles(t, f.dir)
+	if len(idx) != 5 {
+		t.Fatalf("%d index files, want 5", len(idx))
+	}
+	return f, idx
 }
 
 // add appends records from..to-1: record i at minute (i*37)%100, so
@@ -163,7 +184,7 @@ func TestLookupAcrossSegmentsAndFiles(t *testing.T) {
 	if err := f.s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	f.s = newTestStore(t, dir, func(c *Config) { c.FileMaxEvents = 50 })
+	f.open(t)
 	defer f.s.Close()
 	if n := f.s.idx.count(); n != 262 {
 		t.Fatalf("%d records indexed after the restart, want 262", n)
@@ -177,21 +198,13 @@ func TestLookupAcrossSegmentsAndFiles(t *testing.T) {
 // its index file rebuilt from the log file on start.
 func TestIndexFileLostBetweenSealAndIndex(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	f := newIndexFixture(t, dir, 230)
-	if err := f.s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	idx := indexFiles(t, dir)
-	if len(idx) != 5 {
-		t.Fatalf("%d index files, want 5", len(idx))
-	}
+	f, idx := closedIndexFixture(t)
 	for _, p := range idx[:2] {
 		if err := os.Remove(p); err != nil {
 			t.Fatal(err)
 		}
 	}
-	f.s = newTestStore(t, dir, func(c *Config) { c.FileMaxEvents = 50 })
+	f.open(t)
 	defer f.s.Close()
 	for _, p := range idx[:2] {
 		g, err := openSealedFile(p, objectOfIndexFile(t, f.s, p))
@@ -223,12 +236,7 @@ func objectOfIndexFile(t *testing.T, s *Store, p string) string {
 // (a flipped byte, a truncation, garbage) is rebuilt from its log file.
 func TestIndexFileDamagedRebuilt(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	f := newIndexFixture(t, dir, 230)
-	if err := f.s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	idx := indexFiles(t, dir)
+	f, idx := closedIndexFixture(t)
 	data, err := os.ReadFile(idx[0])
 	if err != nil {
 		t.Fatal(err)
@@ -238,9 +246,9 @@ func TestIndexFileDamagedRebuilt(t *testing.T) {
 	os.Truncate(idx[1], 100)
 	os.WriteFile(idx[2], []byte("garbage"), 0o600)
 	// And an index file of no log file is deleted.
-	stray := filepath.Join(dir, stateDir, "index", "AAAAAAAAAAAAAAAA"+idxSuffix)
+	stray := filepath.Join(f.dir, stateDir, "index", "AAAAAAAAAAAAAAAA"+idxSuffix)
 	os.WriteFile(stray, data, 0o600)
-	f.s = newTestStore(t, dir, func(c *Config) { c.FileMaxEvents = 50 })
+	f.open(t)
 	defer f.s.Close()
 	for _, p := range idx[:3] {
 		if _, err := openSealedFile(p, objectOfIndexFile(t, f.s, p)); err != nil {
@@ -373,7 +381,7 @@ func TestLookupDropsDuplicates(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	f.s = newTestStore(t, dir, func(c *Config) { c.FileMaxEvents = 50 })
+	f.open(t)
 	defer f.s.Close()
 	if n := f.s.idx.count(); n != 230+twice {
 		t.Fatalf("%d records indexed, want %d (%d twice)", n, 230+twice, twice)
@@ -416,7 +424,7 @@ func TestIndexFileWriteFails(t *testing.T) {
 	if err := os.Remove(idxDir); err != nil {
 		t.Fatal(err)
 	}
-	f.s = newTestStore(t, dir, func(c *Config) { c.FileMaxEvents = 50 })
+	f.open(t)
 	defer f.s.Close()
 	if n := len(indexFiles(t, dir)); n != 3 {
 		t.Errorf("%d index files after the restart, want 3", n)
