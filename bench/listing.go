@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -190,11 +189,7 @@ func runListing(ctx context.Context, cfg config, cofferBin string) int {
 	}
 	rep.markdown(os.Stdout)
 	if cfg.jsonPath != "" {
-		b, err := json.MarshalIndent(rep, "", "  ")
-		if err == nil {
-			err = os.WriteFile(cfg.jsonPath, append(b, '\n'), 0o644)
-		}
-		if err != nil {
+		if err := writeJSON(cfg.jsonPath, rep); err != nil {
 			fmt.Fprintf(os.Stderr, "bench: write %s: %v\n", cfg.jsonPath, err)
 			return 1
 		}

@@ -386,7 +386,7 @@ func run(args []string) int {
 
 	rep.markdown(os.Stdout)
 	if cfg.jsonPath != "" {
-		if err := rep.writeJSON(cfg.jsonPath); err != nil {
+		if err := writeJSON(cfg.jsonPath, rep); err != nil {
 			fmt.Fprintf(os.Stderr, "bench: write %s: %v\n", cfg.jsonPath, err)
 			return 1
 		}

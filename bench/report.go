@@ -316,8 +316,9 @@ func (rep *report) markdown(out io.Writer) {
 	}
 }
 
-func (rep *report) writeJSON(path string) error {
-	b, err := json.MarshalIndent(rep, "", "  ")
+// writeJSON writes v, indented, to path, creating its directory.
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
