@@ -24,11 +24,7 @@ func BenchmarkManifestHEADAuth(b *testing.B) {
 	cfg.InsecureAllowAnonymous = true
 	runServer(b, cfg)
 	tok := loginToken(b, ecrVia("http://"+cfg.Listen, nil, staticCreds(adminID, adminSecret)))
-	ref, _ := name.ParseReference(cfg.Listen+"/bench/app:v1", name.Insecure)
-	img, _ := random.Image(1024, 1)
-	if err := remote.Write(ref, img, remote.WithAuth(&authn.Basic{Username: "AWS", Password: tok})); err != nil {
-		b.Fatal(err)
-	}
+	pushBenchImage(b, cfg.Listen, tok)
 	url := "http://" + cfg.Listen + "/v2/bench/app/manifests/v1"
 	variants := []struct{ name, tok string }{{"anonymous", ""}, {"token", tok}}
 	for round := range headRounds {
@@ -54,11 +50,7 @@ func BenchmarkManifestHEADAuthHandler(b *testing.B) {
 	id, secret := createUser(b, app, "ci", "AmazonEC2ContainerRegistryPowerUser")
 	tok := loginToken(b, ecrClient(srv, id, secret, nil))
 	admin := loginToken(b, ecrClient(srv, adminID, adminSecret, nil))
-	ref, _ := name.ParseReference(srv.Listener.Addr().String()+"/bench/app:v1", name.Insecure)
-	img, _ := random.Image(1024, 1)
-	if err := remote.Write(ref, img, remote.WithAuth(&authn.Basic{Username: "AWS", Password: admin})); err != nil {
-		b.Fatal(err)
-	}
+	pushBenchImage(b, srv.Listener.Addr().String(), admin)
 	h := app.Handler()
 	variants := []struct{ name, tok string }{{"anonymous", ""}, {"token", tok}}
 	for round := range headRounds {
@@ -82,5 +74,22 @@ func BenchmarkManifestHEADAuthHandler(b *testing.B) {
 				b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
 			})
 		}
+	}
+}
+
+// pushBenchImage pushes a random one-layer image to host's bench/app:v1
+// with a registry token.
+func pushBenchImage(b *testing.B, host, tok string) {
+	b.Helper()
+	ref, err := name.ParseReference(host+"/bench/app:v1", name.Insecure)
+	if err != nil {
+		b.Fatal(err)
+	}
+	img, err := random.Image(1024, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := remote.Write(ref, img, remote.WithAuth(&authn.Basic{Username: "AWS", Password: tok})); err != nil {
+		b.Fatal(err)
 	}
 }

@@ -11,11 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-
 	"github.com/cofferhq/coffer/internal/endpoint"
 	"github.com/cofferhq/coffer/internal/policy"
 )
@@ -125,11 +120,7 @@ func BenchmarkManifestHEADEndpointPolicy(b *testing.B) {
 	}
 	runServer(b, cfg)
 	tok := loginToken(b, ecrVia("http://"+cfg.Listen, nil, staticCreds(adminID, adminSecret)))
-	ref, _ := name.ParseReference(cfg.Listen+"/bench/app:v1", name.Insecure)
-	img, _ := random.Image(1024, 1)
-	if err := remote.Write(ref, img, remote.WithAuth(&authn.Basic{Username: "AWS", Password: tok})); err != nil {
-		b.Fatal(err)
-	}
+	pushBenchImage(b, cfg.Listen, tok)
 	variants := []struct{ name, addr string }{
 		{"public-no-gate", cfg.Listen},
 		{"endpoint-default-policy", addrDefault},
