@@ -160,3 +160,22 @@ func hexString(b []byte) string { return hex.EncodeToString(b) }
 func testingGOMAXPROCS() int { return runtime.GOMAXPROCS(0) }
 
 func mkdirTemp() (string, error) { return os.MkdirTemp("", "audit-bench-") }
+
+// readSegment reads a segment file: its header and the records of its
+// valid prefix (at most limit bytes when limit > 0), and the prefix's
+// length.
+func readSegment(p string, limit int64) (segHeader, [][]byte, int64, error) {
+	var r segmentReader
+	return r.read(p, limit)
+}
+
+// buildLogFile is a CloudTrail log file: gzip of {"Records":[...]}, at
+// gzip's fastest level: sealing runs beside the requests, and records
+// (repetitive JSON) compress about 18:1 even so (20:1 at the default).
+// It is written as gzip members of about 64 KiB of records each
+// (buildLogFileBlocks), so that LookupEvents reads a record by inflating
+// one member.
+func buildLogFile(recs [][]byte) ([]byte, error) {
+	data, _, err := buildLogFileBlocks(recs)
+	return data, err
+}

@@ -381,17 +381,6 @@ func (r *segmentReader) read(p string, limit int64) (segHeader, [][]byte, int64,
 	return hdr, frames[1:], int64(valid), nil
 }
 
-// buildLogFile is a CloudTrail log file: gzip of {"Records":[...]}, at
-// gzip's fastest level: sealing runs beside the requests, and records
-// (repetitive JSON) compress about 18:1 even so (20:1 at the default).
-// It is written as gzip members of about 64 KiB of records each
-// (buildLogFileBlocks), so that LookupEvents reads a record by inflating
-// one member.
-func buildLogFile(recs [][]byte) ([]byte, error) {
-	data, _, err := buildLogFileBlocks(recs)
-	return data, err
-}
-
 // eventSpan returns the oldest and newest eventTime of records.
 func eventSpan(recs [][]byte) (oldest, newest string) {
 	for _, r := range recs {

@@ -138,12 +138,4 @@ func (s *segment) discardFailed() {
 
 func (s *segment) close() error { return s.f.Close() }
 
-// readSegment reads a segment file: its header and the records of its
-// valid prefix (at most limit bytes when limit > 0), and the prefix's
-// length.
-func readSegment(p string, limit int64) (segHeader, [][]byte, int64, error) {
-	var r segmentReader
-	return r.read(p, limit)
-}
-
 var errBadSegment = errors.New("audit: segment has no valid header")
